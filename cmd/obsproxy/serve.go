@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
+
+	"github.com/obsproxy/obsproxy/admin"
+	"github.com/obsproxy/obsproxy/connstate"
+	"github.com/obsproxy/obsproxy/lifecycle"
+	"github.com/obsproxy/obsproxy/proxy"
+)
+
+// newLogger builds the structured logger on stderr from OBSPROXY_LOG_LEVEL
+// and OBSPROXY_LOG_FORMAT (validated already).
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// app is obsproxy wired together: what serve runs and the tests inspect.
+type app struct {
+	started  time.Time
+	pool     *lifecycle.Pool
+	tracker  *connstate.Tracker
+	proxy    *proxy.Handler
+	registry *prometheus.Registry
+	public   *http.Server
+	admin    *http.Server
+	logger   *slog.Logger
+}
+
+// newApp builds every part from cfg; nothing listens yet.
+func newApp(cfg Config, logger *slog.Logger) (*app, error) {
+	a := &app{started: time.Now(), tracker: connstate.New(), logger: logger}
+	policy, err := lifecycle.ParsePolicy(cfg.LBPolicy)
+	if err != nil {
+		return nil, err
+	}
+	workers := make([]lifecycle.WorkerConfig, len(cfg.Workers))
+	for i, w := range cfg.Workers {
+		workers[i] = lifecycle.WorkerConfig{Name: w.Name, Network: w.Network, Address: w.Address, H2C: w.H2C}
+	}
+	// Until active probes land, every worker takes traffic from the start.
+	a.pool, err = lifecycle.NewPool(lifecycle.Config{Workers: workers, Policy: policy, InitialState: lifecycle.StateUp})
+	if err != nil {
+		return nil, err
+	}
+	var accessLog *slog.Logger
+	if cfg.AccessLog {
+		accessLog = logger.With("log", "access")
+	}
+	a.proxy, err = proxy.New(proxy.Config{
+		Pool:            a.pool,
+		TrustedProxies:  cfg.TrustedProxyPrefixes,
+		DialTimeout:     cfg.UpstreamDialTimeout,
+		ResponseTimeout: cfg.UpstreamResponseTimeout,
+		Logger:          logger,
+		AccessLog:       accessLog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.tracker, a.proxy, a.pool,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "obsproxy_uptime_seconds", Help: "Seconds since obsproxy started.",
+		}, func() float64 { return time.Since(a.started).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "obsproxy_build_info", Help: "Always 1; the labels say which obsproxy this is.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	a.public = &http.Server{
+		Handler:           a.proxy,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ConnState:         a.tracker.ConnState,
+		ErrorLog:          errorLog,
+	}
+	if cfg.AdminAddr != "" {
+		a.admin = &http.Server{
+			Handler: admin.NewHandler(admin.Config{
+				Gatherer: a.registry, Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes, Logger: logger,
+			}),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			ErrorLog:          errorLog,
+		}
+	}
+	return a, nil
+}
+
+// serve runs obsproxy until a signal (spec section 7) and returns the exit
+// code: 0 after a clean shutdown, 1 on a runtime failure or a second signal.
+func serve(cfg Config, stderr io.Writer) int {
+	logger := newLogger(cfg, stderr)
+	a, err := newApp(cfg, logger)
+	if err != nil {
+		logger.Error("starting", "err", err)
+		return exitFailure
+	}
+	// Signals are caught before listening, so that a SIGTERM right after
+	// start still shuts down cleanly.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		logger.Error("listening on public address", "addr", cfg.ListenAddr, "err", err)
+		return exitFailure
+	}
+	if cfg.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	}
+	ln = a.tracker.Listen(ln)
+	var adminLn net.Listener
+	if a.admin != nil {
+		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			logger.Error("listening on admin address", "addr", cfg.AdminAddr, "err", err)
+			return exitFailure
+		}
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- fmt.Errorf("public listener: %w", a.public.Serve(ln)) }()
+	if a.admin != nil {
+		go func() { errc <- fmt.Errorf("admin listener: %w", a.admin.Serve(adminLn)) }()
+	}
+	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
+		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
+
+	select {
+	case err := <-errc:
+		logger.Error("serving", "err", err)
+		a.closeAll()
+		return exitFailure
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String())
+	}
+	return a.shutdown(cfg, sigs)
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// shutdown is spec section 7's order: drain delay, stop accepting and let
+// in-flight requests finish within the shutdown timeout (a fresh context,
+// never the signal's), then close the upgraded connections that
+// Server.Shutdown does not track. A second signal exits at once with 1.
+func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
+	done := make(chan int, 1)
+	go func() {
+		if cfg.DrainDelay > 0 {
+			time.Sleep(cfg.DrainDelay)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		code := exitOK
+		if err := a.public.Shutdown(ctx); err != nil {
+			a.logger.Error("in-flight requests did not finish in time", "timeout", cfg.ShutdownTimeout.String(), "err", err)
+			code = exitFailure
+		}
+		if n := a.tracker.CloseHijacked(); n > 0 {
+			a.logger.Info("closed upgraded connections", "count", n)
+		}
+		if a.admin != nil {
+			a.admin.Close()
+		}
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		a.logger.Info("obsproxy stopped", "exit_code", code)
+		return code
+	case sig := <-sigs:
+		a.logger.Error("second signal: exiting at once", "signal", sig.String())
+		return exitFailure
+	}
+}
+
+func (a *app) closeAll() {
+	a.public.Close()
+	a.tracker.CloseHijacked()
+	if a.admin != nil {
+		a.admin.Close()
+	}
+}
+
+// healthcheck GETs the local public health endpoint (for a Docker
+// HEALTHCHECK in an image without curl): exit 0 on 200, 1 otherwise.
+func healthcheck(cfg Config, stdout, stderr io.Writer) int {
+	_, port, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
+		return exitFailure
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Get("http://" + net.JoinHostPort("127.0.0.1", port) + cfg.HealthPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
+		return exitFailure
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	stdout.Write(body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "obsproxy healthcheck: %s\n", resp.Status)
+		return exitFailure
+	}
+	return exitOK
+}

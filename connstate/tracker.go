@@ -1,0 +1,206 @@
+// Package connstate counts the public listener's client connections by
+// http.ConnState, including upgraded (hijacked) connections, which
+// http.Server forgets once it hands them over: a listener wrapper keeps them
+// counted until they really close, and can close them on shutdown.
+package connstate
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The states a connection is counted in. They are the values of the `state`
+// label of obsproxy_connections (spec section 6).
+const (
+	stateNew = iota
+	stateActive
+	stateIdle
+	stateHijacked
+	stateClosed
+	numOpenStates = stateClosed
+)
+
+var stateNames = [numOpenStates]string{"new", "active", "idle", "hijacked"}
+
+// Tracker counts open client connections per state. Use Listen to wrap the
+// listener and ConnState as the http.Server's ConnState hook; both must be
+// set for the counts to be right. A Tracker is safe for concurrent use; its
+// per-request work (the active/idle transitions) is two atomic adds and
+// allocates nothing. The zero value is not usable: call New.
+type Tracker struct {
+	accepted atomic.Uint64
+	open     [numOpenStates]atomic.Int64
+
+	mu       sync.Mutex
+	hijacked map[*Conn]struct{}
+
+	descActive, descState, descAccepted *prometheus.Desc
+}
+
+// New returns an empty Tracker.
+func New() *Tracker {
+	return &Tracker{
+		hijacked: make(map[*Conn]struct{}),
+		descActive: prometheus.NewDesc("obsproxy_active_connections",
+			"Client TCP connections open now, upgraded ones included.", nil, nil),
+		descState: prometheus.NewDesc("obsproxy_connections",
+			"Open client connections by http.ConnState (new, active, idle, hijacked).", []string{"state"}, nil),
+		descAccepted: prometheus.NewDesc("obsproxy_connections_accepted_total",
+			"Client connections accepted.", nil, nil),
+	}
+}
+
+// Listen wraps ln so that every accepted connection is counted until it is
+// closed, by the server or, once hijacked, by whoever owns it then.
+func (t *Tracker) Listen(ln net.Listener) net.Listener { return &listener{Listener: ln, t: t} }
+
+// ConnState is the http.Server ConnState hook. Connections that did not come
+// from a listener made by Listen are ignored.
+func (t *Tracker) ConnState(c net.Conn, s http.ConnState) {
+	tc, ok := c.(*Conn)
+	if !ok {
+		return
+	}
+	switch s {
+	case http.StateNew:
+		tc.move(stateNew)
+	case http.StateActive:
+		tc.move(stateActive)
+	case http.StateIdle:
+		tc.move(stateIdle)
+	case http.StateHijacked:
+		t.mu.Lock()
+		t.hijacked[tc] = struct{}{}
+		t.mu.Unlock()
+		tc.move(stateHijacked)
+	case http.StateClosed:
+		tc.markClosed()
+	}
+}
+
+// Active returns the number of client connections open now, hijacked ones
+// included (obsproxy_active_connections).
+func (t *Tracker) Active() int64 {
+	var n int64
+	for i := range t.open {
+		n += t.open[i].Load()
+	}
+	return n
+}
+
+// Counts returns the open connections per state: new, active, idle, hijacked.
+func (t *Tracker) Counts() (newConns, active, idle, hijacked int64) {
+	return t.open[stateNew].Load(), t.open[stateActive].Load(), t.open[stateIdle].Load(), t.open[stateHijacked].Load()
+}
+
+// Accepted returns the number of connections accepted since start.
+func (t *Tracker) Accepted() uint64 { return t.accepted.Load() }
+
+// CloseHijacked closes every hijacked connection still open and returns how
+// many it closed. Server.Shutdown does not close hijacked connections (its
+// documentation says so), so shutdown calls this after it.
+func (t *Tracker) CloseHijacked() int {
+	t.mu.Lock()
+	conns := make([]*Conn, 0, len(t.hijacked))
+	for c := range t.hijacked {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
+}
+
+// Describe implements prometheus.Collector.
+func (t *Tracker) Describe(ch chan<- *prometheus.Desc) {
+	ch <- t.descActive
+	ch <- t.descState
+	ch <- t.descAccepted
+}
+
+// Collect implements prometheus.Collector.
+func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(t.descActive, prometheus.GaugeValue, float64(t.Active()))
+	for i, name := range stateNames {
+		ch <- prometheus.MustNewConstMetric(t.descState, prometheus.GaugeValue, float64(t.open[i].Load()), name)
+	}
+	ch <- prometheus.MustNewConstMetric(t.descAccepted, prometheus.CounterValue, float64(t.accepted.Load()))
+}
+
+type listener struct {
+	net.Listener
+	t *Tracker
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.t.accepted.Add(1)
+	l.t.open[stateNew].Add(1)
+	tc := &Conn{Conn: c, t: l.t}
+	tc.state.Store(stateNew)
+	return tc, nil
+}
+
+// Conn is an accepted client connection counted by its Tracker. It is what
+// the http.Server and, after a hijack, the handler see. Close is safe to call
+// more than once; the connection is uncounted on the first call.
+type Conn struct {
+	net.Conn
+	t     *Tracker
+	state atomic.Int32
+}
+
+// move moves the connection's count from its current state to s, unless it
+// is already closed.
+func (c *Conn) move(s int32) {
+	for {
+		old := c.state.Load()
+		if old == stateClosed || old == s {
+			return
+		}
+		if c.state.CompareAndSwap(old, s) {
+			c.t.open[old].Add(-1)
+			c.t.open[s].Add(1)
+			return
+		}
+	}
+}
+
+// markClosed uncounts the connection once.
+func (c *Conn) markClosed() {
+	old := c.state.Swap(stateClosed)
+	if old == stateClosed {
+		return
+	}
+	c.t.open[old].Add(-1)
+	if old == stateHijacked {
+		c.t.mu.Lock()
+		delete(c.t.hijacked, c)
+		c.t.mu.Unlock()
+	}
+}
+
+// Close closes the connection and uncounts it.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.markClosed()
+	return err
+}
+
+// CloseWrite shuts down the writing side of the connection when the
+// underlying connection supports it (TCP does), so that a proxied upgraded
+// connection can half-close as httputil.ReverseProxy expects.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

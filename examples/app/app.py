@@ -1,0 +1,216 @@
+"""Demo ASGI worker for obsproxy: the app behind `make run` and the end-to-end test fixture.
+
+Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (Debian packages).
+Every JSON answer names the process: "worker" is $WORKER_NAME (default "pid-<pid>").
+
+Endpoints
+  GET  /                        {"worker", "pid", "method", "path"}
+  ANY  /anything/{path}         the same, echoing the path (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)
+  GET  /slow?seconds=1.5        asyncio.sleep (cap 60 s), then JSON; the event loop stays free
+  GET  /block?seconds=2         time.sleep inside async def (cap 60 s): the whole worker stops answering
+  GET  /api/v1/health           structured health: 200 healthy|degraded, 503 unhealthy (database down)
+  GET  /health                  the same (obsproxy's default OBSPROXY_UPSTREAM_HEALTH_PATH)
+  POST /control/checks/{name}?ok=false|true
+                                flip database|cache|plugins for this process (404 for another name);
+                                answers 200 with the new health JSON. Initial values from
+                                APP_DATABASE_OK, APP_CACHE_OK, APP_PLUGINS_OK (default true)
+  GET  /sse?count=5&interval=0.2
+                                text/event-stream: "id: n" / "data: {"n": n, "worker": ...}", n = 1..count
+                                (count cap 1000, interval cap 60 s)
+  WS   /ws                      echo every text or binary message until the client closes
+  POST /upload                  streams the body: {"bytes", "sha256", "uploads", "worker"}
+  GET  /headers                 request headers (lowercase name -> value, repeats joined by ", ")
+                                plus "client": the peer host (null over a unix socket)
+  GET  /status/{code}           empty body with that status (100-599, else 400)
+
+Start it (from the repository root; run Debian's interpreter, /usr/bin/python3)
+  /usr/bin/python3 -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
+  /usr/bin/python3 -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
+  /usr/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
+      hypercorn answers HTTP/1.1 and HTTP/2 cleartext with prior knowledge on the same port
+      (curl --http2-prior-knowledge http://127.0.0.1:8002/); uvicorn speaks HTTP/1.1 only.
+  uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so behind a loopback proxy /headers
+  reports the forwarded address as "client"; add --no-proxy-headers to see the real peer.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+VERSION = "1.0.0"
+MAX_SECONDS = 60.0
+MAX_EVENTS = 1000
+PLUGINS_TOTAL = 3
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "true").strip().lower() not in ("0", "false", "no", "off")
+
+
+CHECKS = {  # simulated dependency state of this process, flipped by /control/checks/{name}
+    "database": _env_flag("APP_DATABASE_OK"),
+    "cache": _env_flag("APP_CACHE_OK"),
+    "plugins": _env_flag("APP_PLUGINS_OK"),
+}
+START = time.monotonic()
+UPLOADS = 0
+
+app = FastAPI(title="obsproxy demo app", version=VERSION)
+
+
+@app.on_event("startup")
+async def _started() -> None:
+    global START
+    START = time.monotonic()  # uptime counts from when this process began serving
+
+
+def worker() -> str:
+    return os.environ.get("WORKER_NAME") or f"pid-{os.getpid()}"
+
+
+def _clamp(value: float, cap: float) -> float:
+    return min(max(value, 0.0), cap)
+
+
+def _ident(request: Request) -> dict:
+    return {"worker": worker(), "pid": os.getpid(), "method": request.method, "path": request.url.path}
+
+
+@app.get("/")
+async def root(request: Request):
+    return _ident(request)
+
+
+@app.api_route("/anything/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def anything(request: Request, path: str):
+    return _ident(request)
+
+
+@app.get("/slow")
+async def slow(request: Request, seconds: float = 1.0):
+    seconds = _clamp(seconds, MAX_SECONDS)
+    await asyncio.sleep(seconds)
+    return {**_ident(request), "slept": seconds}
+
+
+@app.get("/block")
+async def block(request: Request, seconds: float = 1.0):
+    seconds = _clamp(seconds, MAX_SECONDS)
+    time.sleep(seconds)  # deliberately blocks the event loop: a stuck synchronous handler
+    return {**_ident(request), "blocked": seconds}
+
+
+# --- health -------------------------------------------------------------------------------------
+
+async def _probe(name: str) -> dict:
+    """One simulated dependency check (~1 ms), shaped like a real probe's result."""
+    began = time.perf_counter()
+    await asyncio.sleep(0.001)
+    ok = CHECKS[name]
+    result = {
+        "status": "ok" if ok else "error",
+        "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+        "detail": None if ok else f"{name} check failed (simulated)",
+    }
+    if name == "plugins":
+        result.update(total=PLUGINS_TOTAL, runnable=PLUGINS_TOTAL if ok else 0)
+    return result
+
+
+async def _health() -> tuple:
+    database, cache, plugins = await asyncio.gather(_probe("database"), _probe("cache"), _probe("plugins"))
+    if database["status"] != "ok":
+        status = "unhealthy"
+    elif cache["status"] != "ok" or plugins["status"] != "ok":
+        status = "degraded"
+    else:
+        status = "healthy"
+    body = {
+        "status": status,
+        "version": VERSION,
+        "uptime_seconds": round(time.monotonic() - START, 3),
+        "pid": os.getpid(),
+        "worker": worker(),
+        "checks": {"database": database, "cache": cache, "plugins": plugins},
+    }
+    return body, (503 if status == "unhealthy" else 200)
+
+
+@app.get("/api/v1/health")
+@app.get("/health")
+async def health():
+    body, code = await _health()
+    return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
+
+
+@app.post("/control/checks/{name}")
+async def control_check(name: str, ok: bool):
+    if name not in CHECKS:
+        raise HTTPException(404, f"unknown check {name!r}; known: {', '.join(CHECKS)}")
+    CHECKS[name] = ok
+    body, _ = await _health()
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+@app.get("/sse")
+async def sse(count: int = 5, interval: float = 0.2):
+    count = min(max(count, 0), MAX_EVENTS)
+    interval = _clamp(interval, MAX_SECONDS)
+    name = worker()
+
+    async def events():
+        for n in range(1, count + 1):
+            if n > 1:
+                await asyncio.sleep(interval)
+            yield f"id: {n}\ndata: {json.dumps({'n': n, 'worker': name})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@app.websocket("/ws")
+async def ws_echo(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await websocket.send_text(message["text"])
+        else:
+            await websocket.send_bytes(message.get("bytes") or b"")
+
+
+# --- bodies and headers -------------------------------------------------------------------------
+
+@app.post("/upload")
+async def upload(request: Request):
+    global UPLOADS
+    digest, total = hashlib.sha256(), 0
+    async for chunk in request.stream():
+        digest.update(chunk)
+        total += len(chunk)
+    UPLOADS += 1
+    return {"bytes": total, "sha256": digest.hexdigest(), "uploads": UPLOADS, "worker": worker()}
+
+
+@app.get("/headers")
+async def headers(request: Request):
+    received: dict = {}
+    for name, value in request.headers.items():  # names arrive lowercased
+        received[name] = f"{received[name]}, {value}" if name in received else value
+    received["client"] = request.client.host if request.client else None
+    return received
+
+
+@app.get("/status/{code}")
+async def status(code: int):
+    if not 100 <= code <= 599:
+        raise HTTPException(400, "status code must be within 100-599")
+    return Response(status_code=code)

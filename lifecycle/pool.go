@@ -1,0 +1,173 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// Policy is a load-balancing policy (OBSPROXY_LB_POLICY, spec section 2).
+type Policy int
+
+const (
+	// LeastInFlight picks the up worker with the fewest requests in flight;
+	// ties are broken round-robin, so an idle pool is still spread evenly.
+	LeastInFlight Policy = iota
+	// RoundRobin picks up workers in turn, whatever their load.
+	RoundRobin
+)
+
+// ParsePolicy maps least_inflight and round_robin to their Policy; any other
+// value is an error.
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "least_inflight":
+		return LeastInFlight, nil
+	case "round_robin":
+		return RoundRobin, nil
+	}
+	return 0, fmt.Errorf("unknown load-balancing policy %q (want least_inflight or round_robin)", s)
+}
+
+// String returns the policy's configuration value.
+func (p Policy) String() string {
+	if p == RoundRobin {
+		return "round_robin"
+	}
+	return "least_inflight"
+}
+
+// WorkerConfig is one worker of OBSPROXY_UPSTREAMS, already parsed.
+type WorkerConfig struct {
+	// Name is the worker label; required and unique in the pool.
+	Name string
+	// Network is "tcp" or "unix".
+	Network string
+	// Address is host:port for "tcp", the socket path for "unix".
+	Address string
+	// H2C selects HTTP/2 cleartext with prior knowledge (tcp only).
+	H2C bool
+}
+
+// Config configures a Pool.
+type Config struct {
+	// Workers are the pool's workers, in configuration order. At least one.
+	Workers []WorkerConfig
+	// Policy is the load-balancing policy; zero is LeastInFlight.
+	Policy Policy
+	// InitialState is every worker's state before any probe; zero is
+	// StateUnknown (no traffic until a probe says up). Set StateUp to send
+	// traffic to every worker from the start.
+	InitialState State
+}
+
+// Pool is every configured worker and the policy that picks between them.
+// Pick is safe for concurrent use and allocates nothing.
+type Pool struct {
+	workers []*Worker
+	policy  Policy
+	next    atomic.Uint64
+}
+
+// NewPool builds the pool. It fails on an empty worker list, a worker without
+// a name or address, a duplicate name, or h2c on a unix socket.
+func NewPool(cfg Config) (*Pool, error) {
+	if len(cfg.Workers) == 0 {
+		return nil, errors.New("creating pool: no workers")
+	}
+	p := &Pool{policy: cfg.Policy, workers: make([]*Worker, len(cfg.Workers))}
+	seen := make(map[string]bool, len(cfg.Workers))
+	for i, wc := range cfg.Workers {
+		switch {
+		case wc.Name == "":
+			return nil, fmt.Errorf("creating pool: worker %d has no name", i+1)
+		case wc.Address == "":
+			return nil, fmt.Errorf("creating pool: worker %q has no address", wc.Name)
+		case seen[wc.Name]:
+			return nil, fmt.Errorf("creating pool: duplicate worker name %q", wc.Name)
+		case wc.Network != "tcp" && wc.Network != "unix":
+			return nil, fmt.Errorf("creating pool: worker %q: unknown network %q", wc.Name, wc.Network)
+		case wc.H2C && wc.Network != "tcp":
+			return nil, fmt.Errorf("creating pool: worker %q: h2c needs a tcp address", wc.Name)
+		}
+		seen[wc.Name] = true
+		w := &Worker{Name: wc.Name, Network: wc.Network, Address: wc.Address, H2C: wc.H2C, Index: i}
+		w.state.Store(int32(cfg.InitialState))
+		p.workers[i] = w
+	}
+	return p, nil
+}
+
+// Workers returns the pool's workers in configuration order. The slice is
+// shared: callers must not modify it.
+func (p *Pool) Workers() []*Worker { return p.workers }
+
+// Policy returns the pool's load-balancing policy.
+func (p *Pool) Policy() Policy { return p.policy }
+
+// Pick returns an up worker chosen by the pool's policy, or nil when no worker
+// is up. See PickExcept.
+func (p *Pool) Pick() *Worker { return p.PickExcept(nil, false) }
+
+// PickExcept returns an up worker chosen by the pool's policy, skipping the
+// workers whose Index bit is set in tried (bit i of tried[i/64]; nil skips
+// none) and, when http1Only is set, h2c workers. It returns nil when no
+// worker qualifies. It allocates nothing.
+func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
+	// Two passes: find the lowest load among the candidates (every load is
+	// equal under RoundRobin) and how many share it, then take the k-th of
+	// those, k turning with every pick. This keeps ties strictly
+	// round-robin: a busy, down or excluded worker does not hand its share
+	// to its neighbour.
+	var first *Worker
+	var minLoad int64
+	ties := 0
+	for i, w := range p.workers {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) {
+			continue
+		}
+		load := p.load(w)
+		switch {
+		case first == nil || load < minLoad:
+			first, minLoad, ties = w, load, 1
+		case load == minLoad:
+			ties++
+		}
+	}
+	if ties <= 1 {
+		return first
+	}
+	k := int(p.next.Add(1) % uint64(ties))
+	for i, w := range p.workers {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad {
+			continue
+		}
+		if k == 0 {
+			return w
+		}
+		k--
+	}
+	return first // loads moved between the passes
+}
+
+// load is what the policy compares: the in-flight count under LeastInFlight,
+// nothing under RoundRobin.
+func (p *Pool) load(w *Worker) int64 {
+	if p.policy == RoundRobin {
+		return 0
+	}
+	return w.inFlight.Load()
+}
+
+// IsTried reports whether bit i is set in the bit set tried.
+func IsTried(tried []uint64, i int) bool {
+	return i/64 < len(tried) && tried[i/64]&(1<<(uint(i)%64)) != 0
+}
+
+// MarkTried sets bit i in the bit set tried, which must have room for it
+// (len(tried) >= i/64+1; see TriedWords).
+func MarkTried(tried []uint64, i int) { tried[i/64] |= 1 << (uint(i) % 64) }
+
+// TriedWords returns the length of a bit set with room for every worker of
+// the pool, for PickExcept.
+func (p *Pool) TriedWords() int { return (len(p.workers) + 63) / 64 }

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bufio"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// exchange is one client request on its way through obsproxy: the
+// ResponseWriter handed to httputil.ReverseProxy, and the request's
+// accounting state. Exchanges are pooled, so a request costs no allocation
+// for observability. An exchange belongs to one ServeHTTP call and is not
+// shared between goroutines, except that its in-flight list links are
+// guarded by the worker's mutex.
+type exchange struct {
+	h  *Handler
+	rw http.ResponseWriter
+	in *http.Request
+
+	ws        *workerStats
+	requestID []string
+	tried     []uint64
+	received  time.Time // when obsproxy received the request
+	sentAt    time.Time // when it was sent to its current worker
+	code      int
+	written   int64
+	stream    int
+
+	upgrade     bool // the request asks for a protocol switch
+	inFlight    bool // on ws's in-flight list
+	wroteHeader bool
+	hijacked    bool
+	clientGone  bool // a write to the client failed
+
+	prev, next *exchange // ws's in-flight list, oldest first
+}
+
+func (e *exchange) start(w http.ResponseWriter, r *http.Request) {
+	e.rw, e.in, e.received = w, r, time.Now()
+}
+
+// reset clears e for reuse, keeping the tried bit set's storage.
+func (e *exchange) reset() {
+	clear(e.tried)
+	tried, h := e.tried, e.h
+	*e = exchange{h: h, tried: tried}
+}
+
+// leaveFlight takes e off its worker's in-flight list, once.
+func (e *exchange) leaveFlight() {
+	if e.inFlight {
+		e.inFlight = false
+		e.ws.leave(e)
+	}
+}
+
+// beginStream turns e from an in-flight request into a stream of kind: it
+// leaves the in-flight count (a long-lived stream is not a stuck request) and
+// is counted in obsproxy_streams_active until it ends.
+func (e *exchange) beginStream(kind int) {
+	e.leaveFlight()
+	e.stream = kind
+	e.ws.streams[kind].Add(1)
+}
+
+// fail answers the client with a fixed JSON error body (spec section 4): the
+// message comes from a fixed vocabulary, and the request id is made of
+// [A-Za-z0-9._-] only, so it needs no escaping.
+func (e *exchange) fail(code int, msg string) {
+	h := e.rw.Header()
+	h[hdrContentType] = jsonContentType
+	h["Cache-Control"] = noStore
+	h[hdrRequestID] = e.requestID
+	e.code, e.wroteHeader = code, true
+	e.rw.WriteHeader(code)
+	n, err := e.rw.Write([]byte(`{"error":"` + msg + `","request_id":"` + e.requestID[0] + "\"}\n"))
+	e.written += int64(n)
+	if err != nil {
+		e.clientGone = true
+	}
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+// Header implements http.ResponseWriter.
+func (e *exchange) Header() http.Header { return e.rw.Header() }
+
+// WriteHeader implements http.ResponseWriter. It records the status, echoes
+// the request id (replacing any the worker sent), and starts an SSE stream
+// for a text/event-stream response.
+func (e *exchange) WriteHeader(code int) {
+	if code >= 100 && code < 200 {
+		// Informational responses (100 Continue, 103 Early Hints) pass
+		// through and do not end the exchange.
+		e.rw.WriteHeader(code)
+		return
+	}
+	if e.wroteHeader {
+		return
+	}
+	e.code, e.wroteHeader = code, true
+	h := e.rw.Header()
+	h[hdrRequestID] = e.requestID
+	if ct := h[hdrContentType]; len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
+		e.beginStream(streamSSE)
+	}
+	e.rw.WriteHeader(code)
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream (the SSE
+// media type of the WHATWG HTML standard, section 9.2), parameters aside.
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false
+	}
+	if len(ct) == len(es) {
+		return true
+	}
+	base, _, err := mime.ParseMediaType(ct)
+	return err == nil && base == es
+}
+
+// Write implements http.ResponseWriter and notes a failed write to the
+// client, which makes the request a 499.
+func (e *exchange) Write(p []byte) (int, error) {
+	if !e.wroteHeader {
+		e.WriteHeader(http.StatusOK)
+	}
+	n, err := e.rw.Write(p)
+	e.written += int64(n)
+	if err != nil {
+		e.clientGone = true
+	}
+	return n, err
+}
+
+// Hijack takes over the client connection for a protocol switch
+// (httputil.ReverseProxy calls it through http.ResponseController for a 101
+// response): the exchange becomes a WebSocket stream until the handler
+// returns, and the connection stays counted by connstate until it closes.
+func (e *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h := e.rw.Header()
+	h[hdrRequestID] = e.requestID
+	c, brw, err := http.NewResponseController(e.rw).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	e.hijacked, e.wroteHeader, e.code = true, true, http.StatusSwitchingProtocols
+	if e.inFlight {
+		e.beginStream(streamWebSocket)
+	}
+	return c, brw, nil
+}
+
+// Unwrap returns the server's ResponseWriter, so that http.ResponseController
+// reaches its Flush, deadlines and EnableFullDuplex.
+func (e *exchange) Unwrap() http.ResponseWriter { return e.rw }

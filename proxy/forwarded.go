@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Canonical header keys, so that map accesses need no canonicalisation.
+const (
+	hdrRequestID      = "X-Request-Id"
+	hdrForwardedFor   = "X-Forwarded-For"
+	hdrForwardedHost  = "X-Forwarded-Host"
+	hdrForwardedProto = "X-Forwarded-Proto"
+	hdrUpgrade        = "Upgrade"
+	hdrConnection     = "Connection"
+	hdrHTTP2Settings  = "Http2-Settings"
+	hdrContentType    = "Content-Type"
+)
+
+// maxRequestIDLen is the longest client X-Request-ID kept (spec section 4).
+const maxRequestIDLen = 128
+
+// saneRequestID reports whether a client's X-Request-ID is kept: 1 to 128
+// characters of [A-Za-z0-9._-] (spec section 4).
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// idGenerator makes request IDs: a random 64-bit prefix fixed at start-up
+// and a counter, as 32 lowercase hex digits. They are unique per process
+// and, with overwhelming probability, across processes.
+type idGenerator struct {
+	prefix [16]byte
+	n      atomic.Uint64
+}
+
+const hexDigits = "0123456789abcdef"
+
+func newIDGenerator(seed uint64) *idGenerator {
+	g := &idGenerator{}
+	for i := 15; i >= 0; i-- {
+		g.prefix[i] = hexDigits[seed&0xf]
+		seed >>= 4
+	}
+	return g
+}
+
+func (g *idGenerator) next() string {
+	var b [32]byte
+	copy(b[:16], g.prefix[:])
+	n := g.n.Add(1)
+	for i := 31; i >= 16; i-- {
+		b[i] = hexDigits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
+}
+
+// stripH2CUpgrade removes a client's `Upgrade: h2c` offer (RFC 7540 section
+// 3.2) from r: a worker behind a proxy must not be asked to switch the
+// client's connection to HTTP/2 (uvicorn answers such a request with 400),
+// and obsproxy answers in HTTP/1.1, which the offer allows.
+func stripH2CUpgrade(h http.Header) {
+	up := h[hdrUpgrade]
+	if len(up) == 0 || !httpguts.HeaderValuesContainsToken(up, "h2c") {
+		return
+	}
+	delete(h, hdrUpgrade)
+	delete(h, hdrHTTP2Settings)
+}
+
+// isUpgrade reports whether r asks to switch protocols (Connection: Upgrade
+// with an Upgrade header), as a WebSocket handshake does (RFC 6455 section 4).
+func isUpgrade(h http.Header) bool {
+	return len(h[hdrUpgrade]) > 0 && httpguts.HeaderValuesContainsToken(h[hdrConnection], "Upgrade")
+}
+
+// trusted reports whether the peer address remoteAddr (ip:port) is inside
+// one of the trusted proxy prefixes.
+func trusted(prefixes []netip.Prefix, remoteAddr string) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// setForwarded sets X-Forwarded-For, -Host and -Proto on the outbound request
+// (spec section 4). httputil.ReverseProxy has already removed the client's
+// copies from pr.Out; they are restored and extended only when the peer is a
+// trusted proxy (OBSPROXY_TRUSTED_PROXIES), else the peer address replaces
+// them.
+func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
+	in, out := pr.In, pr.Out
+	peer, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		peer = in.RemoteAddr
+	}
+	if trusted(trustedProxies, in.RemoteAddr) {
+		if prior := in.Header[hdrForwardedFor]; len(prior) > 0 {
+			out.Header[hdrForwardedFor] = []string{strings.Join(prior, ", ") + ", " + peer}
+		} else {
+			out.Header[hdrForwardedFor] = []string{peer}
+		}
+		if v := in.Header[hdrForwardedHost]; len(v) > 0 {
+			out.Header[hdrForwardedHost] = v
+		} else {
+			out.Header[hdrForwardedHost] = []string{in.Host}
+		}
+		if v := in.Header[hdrForwardedProto]; len(v) > 0 {
+			out.Header[hdrForwardedProto] = v
+		} else {
+			out.Header[hdrForwardedProto] = protoHTTP
+		}
+		return
+	}
+	out.Header[hdrForwardedFor] = []string{peer}
+	out.Header[hdrForwardedHost] = []string{in.Host}
+	out.Header[hdrForwardedProto] = protoHTTP
+}
+
+// protoHTTP is shared by every request: the public listener speaks plain
+// HTTP (TLS, if any, ends in front of obsproxy). Header values are never
+// modified in place, so sharing the slice is safe.
+var protoHTTP = []string{"http"}

@@ -1,0 +1,326 @@
+// Package proxy is obsproxy's public request path: an httputil.ReverseProxy
+// per worker, a Handler that picks the worker, retries what may be retried,
+// answers failures with fixed JSON bodies, and accounts every request to its
+// worker without allocating (spec section 4 and the request rows of
+// section 6).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
+)
+
+// Config configures a Handler. Zero values are usable unless said otherwise.
+type Config struct {
+	// Pool is the worker pool; required.
+	Pool *lifecycle.Pool
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept and
+	// extended (OBSPROXY_TRUSTED_PROXIES); nil trusts no one.
+	TrustedProxies []netip.Prefix
+	// DialTimeout bounds connecting to a worker (OBSPROXY_UPSTREAM_DIAL_TIMEOUT);
+	// zero means no bound beyond the operating system's.
+	DialTimeout time.Duration
+	// ResponseTimeout bounds the wait for a worker's response headers
+	// (OBSPROXY_UPSTREAM_RESPONSE_TIMEOUT); zero means no bound.
+	ResponseTimeout time.Duration
+	// IdleConnTimeout closes an idle upstream connection after this long;
+	// zero means 4 s, below uvicorn's and hypercorn's 5 s keep-alive.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerWorker is the size of each worker's idle connection
+	// pool; zero means 256.
+	MaxIdleConnsPerWorker int
+	// DurationBuckets are the request duration histogram's upper bounds in
+	// seconds; nil means DefaultDurationBuckets.
+	DurationBuckets []float64
+	// Logger receives upstream errors (with details never sent to clients);
+	// nil means slog.Default().
+	Logger *slog.Logger
+	// AccessLog, when non-nil, receives one record per finished request:
+	// request id, method, path without query, status, bytes, duration,
+	// worker and client address; never header values.
+	AccessLog *slog.Logger
+	// Transport, when non-nil, replaces each worker's tuned transport (for
+	// tests and benchmarks); it is called once per worker at New.
+	Transport func(*lifecycle.Worker) http.RoundTripper
+}
+
+// DefaultDurationBuckets are the default request duration histogram bounds,
+// in seconds: from 1 ms (a fast ASGI endpoint behind a local proxy) to 60 s
+// (the default upstream response timeout).
+var DefaultDurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// Handler proxies every request it is given to a worker of the pool. It is
+// safe for concurrent use. It implements prometheus.Collector for the
+// request, stream, error, retry and in-flight metrics of spec section 6.
+type Handler struct {
+	pool      *lifecycle.Pool
+	trusted   []netip.Prefix
+	workers   []*workerStats
+	none      *workerStats
+	proxies   []*httputil.ReverseProxy
+	ids       *idGenerator
+	logger    *slog.Logger
+	accessLog *slog.Logger
+	exchanges sync.Pool
+	buffers   bufferPool
+	durations *prometheus.HistogramVec
+	descs     descs
+}
+
+// New returns a Handler over cfg.Pool. It fails when the pool is missing.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("creating proxy: no pool")
+	}
+	if cfg.IdleConnTimeout == 0 {
+		cfg.IdleConnTimeout = 4 * time.Second
+	}
+	if cfg.MaxIdleConnsPerWorker == 0 {
+		cfg.MaxIdleConnsPerWorker = 256
+	}
+	if cfg.DurationBuckets == nil {
+		cfg.DurationBuckets = DefaultDurationBuckets
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{
+		pool:      cfg.Pool,
+		trusted:   cfg.TrustedProxies,
+		ids:       newIDGenerator(rand.Uint64()),
+		logger:    cfg.Logger,
+		accessLog: cfg.AccessLog,
+		none:      &workerStats{name: "none"},
+		descs:     newDescs(),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "obsproxy_request_duration_seconds",
+			Help:    "Receipt to last byte of ordinary proxied requests (streams excluded), in seconds.",
+			Buckets: cfg.DurationBuckets,
+		}, []string{"worker"}),
+	}
+	words := cfg.Pool.TriedWords()
+	h.exchanges.New = func() any { return &exchange{h: h, tried: make([]uint64, words)} }
+	errorLog := log.New(io.Discard, "", 0)
+	if cfg.Logger != nil {
+		errorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
+	}
+	h.none.duration = h.durations.WithLabelValues("none")
+	for _, w := range cfg.Pool.Workers() {
+		ws := &workerStats{name: w.Name, worker: w, duration: h.durations.WithLabelValues(w.Name)}
+		var rt http.RoundTripper
+		if cfg.Transport != nil {
+			rt = cfg.Transport(w)
+		} else {
+			rt = newTransport(w, cfg)
+		}
+		host := w.Address
+		if w.Network == "unix" {
+			host = "localhost"
+		}
+		h.workers = append(h.workers, ws)
+		h.proxies = append(h.proxies, &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = host
+				setForwarded(pr, h.trusted)
+			},
+			Transport:    rt,
+			BufferPool:   &h.buffers,
+			ErrorHandler: h.upstreamError,
+			ErrorLog:     errorLog,
+		})
+	}
+	return h, nil
+}
+
+// Snapshot returns every worker's request accounting, in pool order, and
+// that of the requests no worker could take ("none").
+func (h *Handler) Snapshot() (workers []WorkerSnapshot, none WorkerSnapshot) {
+	now := time.Now()
+	workers = make([]WorkerSnapshot, len(h.workers))
+	for i, ws := range h.workers {
+		workers[i] = ws.snapshot(now)
+	}
+	return workers, h.none.snapshot(now)
+}
+
+// ServeHTTP proxies r to a worker (spec section 4).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e := h.exchanges.Get().(*exchange)
+	e.start(w, r)
+	defer h.finish(e)
+
+	if ids := r.Header[hdrRequestID]; len(ids) == 1 && saneRequestID(ids[0]) {
+		e.requestID = ids
+	} else {
+		e.requestID = []string{h.ids.next()}
+		r.Header[hdrRequestID] = e.requestID
+	}
+	stripH2CUpgrade(r.Header)
+	e.upgrade = isUpgrade(r.Header)
+	h.forward(e)
+}
+
+// forward sends e to the next worker picked, or answers 503 when there is
+// none. It is called again from upstreamError for a retry.
+func (h *Handler) forward(e *exchange) {
+	w := h.pool.PickExcept(e.tried, e.upgrade)
+	if w == nil {
+		if e.ws == nil {
+			e.ws = h.none
+		}
+		e.fail(http.StatusServiceUnavailable, "no healthy upstream")
+		return
+	}
+	lifecycle.MarkTried(e.tried, w.Index)
+	e.ws = h.workers[w.Index]
+	e.ws.begin(e)
+	e.inFlight = true
+	h.proxies[w.Index].ServeHTTP(e, e.in)
+}
+
+// upstreamError is every worker ReverseProxy's ErrorHandler: it classifies
+// err, logs it with its details, and either retries the request on another
+// worker or answers the client with a fixed JSON error (never the error text
+// or an address).
+//
+// The retry rule is spec section 4's: a request whose connection could not
+// be made (nothing was sent) is retried on another worker; one that may have
+// reached the worker is retried only if its method is idempotent (RFC 9110
+// section 9.2.2) and it has no body to replay.
+func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err error) {
+	e := rw.(*exchange)
+	ws := e.ws
+	if e.hijacked {
+		// The 101 response was already written to the client's raw
+		// connection; there is nothing left to answer.
+		ws.errors[reasonOf(err)].Add(1)
+		return
+	}
+	if e.in.Context().Err() != nil {
+		// The client went away first: nginx's 499, not an upstream error.
+		e.leaveFlight()
+		e.code = statusClientClosed
+		return
+	}
+	reason := reasonOf(err)
+	ws.errors[reason].Add(1)
+	h.logger.Warn("upstream exchange failed", "worker", ws.name, "reason", reasonNames[reason],
+		"request_id", e.requestID[0], "err", err)
+	e.leaveFlight()
+	if reason == reasonConnect || (retryable(e.in) && reason == reasonReset) {
+		if next := h.pool.PickExcept(e.tried, e.upgrade); next != nil {
+			ws.retries.Add(1)
+			h.forward(e)
+			return
+		}
+	}
+	if reason == reasonTimeout {
+		e.fail(http.StatusGatewayTimeout, "gateway timeout")
+		return
+	}
+	e.fail(http.StatusBadGateway, "bad gateway")
+}
+
+// retryable reports whether a request that may have reached a worker can be
+// sent again: an idempotent method (RFC 9110 section 9.2.2) and no body.
+func retryable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && !isUpgrade(r.Header)
+}
+
+// reasonOf classifies an upstream error: connect (the connection could not
+// be made, so nothing was sent), timeout (no response headers in time),
+// reset (the worker closed or reset the connection), or other.
+func reasonOf(err error) int {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return reasonConnect
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return reasonTimeout
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return reasonReset
+	}
+	return reasonOther
+}
+
+// statusClientClosed is nginx's 499: the client closed the connection before
+// the response finished (spec section 6).
+const statusClientClosed = 499
+
+// finish accounts a finished exchange and returns it to the pool. When the
+// request ended in a panic (http.ErrAbortHandler when the response copy
+// fails), it is accounted first and the panic goes on, so that the server
+// aborts the connection as ReverseProxy intends.
+func (h *Handler) finish(e *exchange) {
+	p := recover()
+	if p != nil {
+		if e.clientGone || e.in.Context().Err() != nil {
+			e.code = statusClientClosed
+		} else if e.ws != nil && e.ws != h.none {
+			// The worker broke off the response body mid-way.
+			e.ws.errors[reasonReset].Add(1)
+		}
+	} else if e.clientGone {
+		e.code = statusClientClosed
+	}
+	e.leaveFlight()
+	ws := e.ws
+	if ws == nil {
+		ws = h.none
+	}
+	if e.code == 0 {
+		e.code = http.StatusOK
+	}
+	ws.requests[methodIndex(e.in.Method)][codeIndex(e.code)].Add(1)
+	elapsed := time.Since(e.received)
+	if e.stream != streamNone {
+		ws.streams[e.stream].Add(-1)
+	} else {
+		ws.duration.Observe(elapsed.Seconds())
+	}
+	if h.accessLog != nil {
+		h.logAccess(e, ws, elapsed)
+	}
+	e.reset()
+	h.exchanges.Put(e)
+	if p != nil {
+		panic(p)
+	}
+}
+
+func (h *Handler) logAccess(e *exchange, ws *workerStats, elapsed time.Duration) {
+	h.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", e.requestID[0]),
+		slog.String("method", e.in.Method),
+		slog.String("path", e.in.URL.Path),
+		slog.Int("status", e.code),
+		slog.Int64("bytes", e.written),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.String("worker", ws.name),
+		slog.String("client", e.in.RemoteAddr),
+	)
+}

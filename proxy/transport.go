@@ -1,0 +1,44 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
+)
+
+// newTransport returns the tuned transport for one worker. It dials the
+// worker's own address whatever the request URL says (so unix sockets need
+// no special URL), never consults a proxy from the environment, never asks
+// for compression (the client's Accept-Encoding passes through untouched),
+// and keeps enough idle connections that a busy worker is not redialled per
+// request. IdleConnTimeout is below the 5 s keep-alive timeout of uvicorn
+// and hypercorn, so obsproxy closes an idle connection before the worker
+// does and seldom sends on a connection the worker is closing.
+func newTransport(w *lifecycle.Worker, cfg Config) *http.Transport {
+	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	network, address := w.Network, w.Address
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, address)
+		},
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerWorker,
+		IdleConnTimeout:       cfg.IdleConnTimeout,
+		ResponseHeaderTimeout: cfg.ResponseTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+	if w.H2C {
+		// HTTP/2 without TLS and with prior knowledge (RFC 9113 section
+		// 3.3), as hypercorn and granian speak it: only UnencryptedHTTP2.
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return t
+}
