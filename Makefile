@@ -1,0 +1,46 @@
+# obsproxy: make run (the demo), make test (what CI runs). See README.md.
+GO            ?= go
+BIN           := bin/obsproxy
+VERSION       ?= 0.1.0-dev
+LDFLAGS       := -s -w -X main.version=$(VERSION)
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all deps build run test unit e2e lint fmt clean
+
+all: build
+
+## deps: install the Debian packages the demo and the tests need (when missing) and the Go modules
+deps:
+	@scripts/deps.sh
+	$(GO) mod download
+
+## build: the obsproxy binary at bin/obsproxy
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/obsproxy
+
+## run: 3 uvicorn workers of examples/app behind obsproxy on :8080, admin on 127.0.0.1:9090; Ctrl-C stops all
+run: deps build
+	@scripts/run.sh $(BIN)
+
+## test: vet, unit tests with -race, and the end-to-end tests against real uvicorn/hypercorn workers
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e:
+	$(GO) test -count=1 -v ./e2e
+
+## lint: gofmt, go vet and staticcheck (pinned)
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

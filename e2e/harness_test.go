@@ -1,0 +1,374 @@
+// Package e2e runs obsproxy, built from this tree, in front of real uvicorn
+// and hypercorn processes serving examples/app, and checks what a user sees:
+// responses, metrics and exit codes. Everything listens on loopback or unix
+// sockets; every process a test starts is ended by its PID in t.Cleanup.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// python is Debian's interpreter, which sees python3-uvicorn and friends; the
+// python3 first on PATH may be another one.
+const python = "/usr/bin/python3"
+
+var (
+	repoRoot   string
+	binaryPath string
+	buildOnce  sync.Once
+	buildErr   error
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	dir, err := os.MkdirTemp("", "obsproxy-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binaryPath = filepath.Join(dir, "obsproxy")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// obsproxyBinary builds cmd/obsproxy once per test run.
+func obsproxyBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-o", binaryPath, "./cmd/obsproxy")
+		cmd.Dir = repoRoot
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building obsproxy: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binaryPath
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// shortTempDir returns a temporary directory with a path short enough for a
+// unix socket (108 bytes on Linux), removed at cleanup.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "op")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// process is a child process a test started; stop ends it by its PID.
+type process struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}, env...)
+	p := &process{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	require.NoError(t, cmd.Start(), "starting %s", name)
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("output of %s (pid %d):\n%s", filepath.Base(name), cmd.Process.Pid, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop kills the process by PID (if still running) and waits for it.
+func (p *process) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// signal sends sig to the process.
+func (p *process) signal(sig syscall.Signal) { p.cmd.Process.Signal(sig) }
+
+// wait waits up to d for the process to exit and returns its exit code.
+func (p *process) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("process %d did not exit within %v", p.cmd.Process.Pid, d)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	require.NoError(t, p.err)
+	return 0
+}
+
+// worker is one real ASGI worker process.
+type worker struct {
+	proc *process
+	// upstream is its OBSPROXY_UPSTREAMS entry.
+	upstream string
+	// dial reaches the worker directly, bypassing obsproxy.
+	client *http.Client
+	base   string
+}
+
+// startUvicorn starts examples/app under uvicorn on a loopback port.
+func startUvicorn(t *testing.T, name string) *worker {
+	t.Helper()
+	port := freePort(t)
+	return startUvicornOn(t, name, port)
+}
+
+func startUvicornOn(t *testing.T, name string, port int) *worker {
+	t.Helper()
+	p := start(t, []string{"WORKER_NAME=" + name}, python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app",
+		"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warning")
+	w := &worker{proc: p, upstream: fmt.Sprintf("%s=http://127.0.0.1:%d", name, port),
+		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	return w
+}
+
+// startUvicornUnix starts examples/app under uvicorn on a unix socket.
+func startUvicornUnix(t *testing.T, name, dir string) *worker {
+	t.Helper()
+	sock := filepath.Join(dir, name+".sock")
+	p := start(t, []string{"WORKER_NAME=" + name}, python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app",
+		"--uds", sock, "--log-level", "warning")
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}
+	return &worker{proc: p, upstream: name + "=unix:" + sock,
+		client: &http.Client{Timeout: 5 * time.Second, Transport: tr}, base: "http://localhost"}
+}
+
+// startHypercorn starts examples/app under hypercorn, which speaks HTTP/1.1
+// and HTTP/2 cleartext with prior knowledge on one port.
+func startHypercorn(t *testing.T, name string) *worker {
+	t.Helper()
+	port := freePort(t)
+	p := start(t, []string{"WORKER_NAME=" + name}, "/usr/bin/hypercorn", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
+		"--log-level", "warning", "examples/app/app.py:app")
+	return &worker{proc: p, upstream: fmt.Sprintf("%s=h2c://127.0.0.1:%d", name, port),
+		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+}
+
+// waitReady polls the workers' health endpoints until all answer.
+func waitReady(t *testing.T, ws ...*worker) {
+	t.Helper()
+	for _, w := range ws {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := w.client.Get(w.base + "/api/v1/health")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			select {
+			case <-w.proc.done:
+				t.Fatalf("worker %s exited early:\n%s", w.upstream, w.proc.out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %s not ready: %v\n%s", w.upstream, err, w.proc.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// instance is a running obsproxy.
+type instance struct {
+	proc   *process
+	url    string // public base URL
+	admin  string // admin base URL
+	client *http.Client
+}
+
+// startObsproxy starts obsproxy in front of workers with extra settings in
+// env (VAR=value), and waits until both listeners answer.
+func startObsproxy(t *testing.T, workers []*worker, env ...string) *instance {
+	t.Helper()
+	var ups []string
+	for _, w := range workers {
+		ups = append(ups, w.upstream)
+	}
+	port, adminPort := freePort(t), freePort(t)
+	env = append([]string{
+		fmt.Sprintf("OBSPROXY_LISTEN_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", adminPort),
+		"OBSPROXY_UPSTREAMS=" + strings.Join(ups, ","),
+		"OBSPROXY_LOG_FORMAT=text",
+	}, env...)
+	p := start(t, env, obsproxyBinary(t))
+	in := &instance{proc: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	t.Cleanup(in.client.CloseIdleConnections)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(in.admin + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			if c, err := net.Dial("tcp", strings.TrimPrefix(in.url, "http://")); err == nil {
+				c.Close()
+				return in
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("obsproxy exited early:\n%s", p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("obsproxy not ready:\n%s", p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// get sends GET path through obsproxy and returns status and body.
+func (in *instance) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := in.client.Get(in.url + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// metrics scrapes the admin /metrics.
+func (in *instance) metrics(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(in.admin + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(bufio.NewReader(resp.Body))
+	require.NoError(t, err)
+	return mfs
+}
+
+// value returns the sum of the series of name whose labels include labels.
+func (in *instance) value(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	return sumOf(in.metrics(t), name, labels)
+}
+
+func sumOf(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	mf, ok := mfs[name]
+	if !ok {
+		return 0
+	}
+	var sum float64
+next:
+	for _, m := range mf.GetMetric() {
+		for k, v := range labels {
+			found := false
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// labelValues returns every value of label among the series of name.
+func labelValues(mfs map[string]*dto.MetricFamily, name, label string) map[string]bool {
+	out := map[string]bool{}
+	if mf, ok := mfs[name]; ok {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label {
+					out[lp.GetValue()] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: "+msg, append([]any{d}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The demo of `make run`: three uvicorn workers of examples/app on
+# 127.0.0.1:8001-8003 and obsproxy in front of them on :8080, admin on
+# 127.0.0.1:9090. Ctrl-C (or any exit) stops every process this script started.
+set -euo pipefail
+bin=${1:-bin/obsproxy}
+cd "$(dirname "$0")/.."
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+for i in 1 2 3; do
+  WORKER_NAME=w$i /usr/bin/python3 -m uvicorn app:app --app-dir examples/app \
+    --host 127.0.0.1 --port 800$i --log-level warning &
+  pids+=($!)
+done
+# Wait for the workers to answer before obsproxy takes traffic.
+for i in 1 2 3; do
+  for _ in $(seq 1 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:800$i/api/v1/health" && break
+    sleep 0.1
+  done
+done
+
+export OBSPROXY_UPSTREAMS="${OBSPROXY_UPSTREAMS:-w1=http://127.0.0.1:8001,w2=http://127.0.0.1:8002,w3=http://127.0.0.1:8003}"
+export OBSPROXY_UPSTREAM_HEALTH_PATH="${OBSPROXY_UPSTREAM_HEALTH_PATH:-/api/v1/health}"
+export OBSPROXY_LOG_FORMAT="${OBSPROXY_LOG_FORMAT:-text}"
+cat <<MSG
+
+obsproxy is starting in front of 3 uvicorn workers (w1..w3 on 127.0.0.1:8001-8003):
+  proxy      http://localhost:8080/            (try /slow?seconds=5, /sse?count=5, /api/v1/health)
+  metrics    http://127.0.0.1:9090/metrics
+Ctrl-C stops everything.
+
+MSG
+"$bin" &
+pids+=($!)
+wait "${pids[-1]}"
