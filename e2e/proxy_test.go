@@ -420,3 +420,46 @@ func TestSIGTERMFinishesInFlightRequestsAndExitsZero(t *testing.T) {
 	assert.Equal(t, []int{200, 200, 200, 200}, codes, "no in-flight request may be cut")
 	assert.Equal(t, 0, in.proc.wait(t, 10*time.Second))
 }
+
+func TestMaxConnectionsCapsOpenClientConnections(t *testing.T) {
+	w := startUvicorn(t, "u1")
+	waitReady(t, w)
+	in := startObsproxy(t, []*worker{w}, "OBSPROXY_MAX_CONNECTIONS=2")
+	hostport := strings.TrimPrefix(in.url, "http://")
+	// The readiness check's connection must be gone before counting slots.
+	eventually(t, 5*time.Second, func() bool { return in.value(t, "obsproxy_active_connections", nil) == 0 }, "readiness connection still open")
+
+	request := func(c net.Conn) (*http.Response, error) {
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", hostport)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	var conns []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", hostport)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = request(c)
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	third, err := net.Dial("tcp", hostport) // the kernel accepts; obsproxy does not yet
+	require.NoError(t, err)
+	t.Cleanup(func() { third.Close() })
+	third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, err = request(third)
+	var ne net.Error
+	require.ErrorAs(t, err, &ne, "a third connection must wait while two are open")
+	assert.True(t, ne.Timeout())
+	assert.Equal(t, 2.0, in.value(t, "obsproxy_active_connections", nil))
+
+	conns[0].Close()
+	third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+	require.NoError(t, err, "the waiting request is served once a slot frees")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
 // envPrefix is the prefix of every obsproxy environment variable (spec section 2).
@@ -96,19 +98,10 @@ type Config struct {
 	UnknownVars []string `env:"-"`
 }
 
-// workerSpec is one worker of OBSPROXY_UPSTREAMS (spec section 2).
-type workerSpec struct {
-	// Name is the worker label used in metrics, logs and the dashboard: the
-	// name given as name=URL, else the host:port as written
-	// (127.0.0.1:8001, [::1]:8001) or the socket path.
-	Name string
-	// Network is "tcp" for http:// and h2c:// workers, "unix" for unix: ones.
-	Network string
-	// Address is host:port as written for tcp, the absolute socket path for unix.
-	Address string
-	// H2C is true for h2c:// workers: HTTP/2 cleartext with prior knowledge.
-	H2C bool
-}
+// workerSpec is one worker of OBSPROXY_UPSTREAMS (spec section 2): its
+// label (the name given as name=URL, else host:port as written or the socket
+// path), network ("tcp" for http:// and h2c://, "unix"), address and h2c flag.
+type workerSpec = lifecycle.WorkerConfig
 
 // labelPair is one name="value" pair of OBSPROXY_PUSH_EXTRA_LABELS, with
 // Value unquoted.

@@ -54,12 +54,8 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	workers := make([]lifecycle.WorkerConfig, len(cfg.Workers))
-	for i, w := range cfg.Workers {
-		workers[i] = lifecycle.WorkerConfig{Name: w.Name, Network: w.Network, Address: w.Address, H2C: w.H2C}
-	}
 	// Until active probes land, every worker takes traffic from the start.
-	a.pool, err = lifecycle.NewPool(lifecycle.Config{Workers: workers, Policy: policy, InitialState: lifecycle.StateUp})
+	a.pool, err = lifecycle.NewPool(lifecycle.Config{Workers: cfg.Workers, Policy: policy, InitialState: lifecycle.StateUp})
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +145,9 @@ func serve(cfg Config, stderr io.Writer) int {
 	go func() { errc <- fmt.Errorf("public listener: %w", a.public.Serve(ln)) }()
 	if a.admin != nil {
 		go func() { errc <- fmt.Errorf("admin listener: %w", a.admin.Serve(adminLn)) }()
+	}
+	for _, v := range cfg.UnknownVars {
+		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
 		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
