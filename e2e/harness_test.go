@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/obsproxy/obsproxy/internal/metricstest"
 )
 
 // python is Debian's interpreter, which sees python3-uvicorn and friends; the
@@ -295,70 +294,20 @@ func (in *instance) get(t *testing.T, path string) (int, string) {
 }
 
 // metrics scrapes the admin /metrics.
-func (in *instance) metrics(t *testing.T) map[string]*dto.MetricFamily {
+func (in *instance) metrics(t *testing.T) prometheus.Gatherer {
 	t.Helper()
 	resp, err := http.Get(in.admin + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bufio.NewReader(resp.Body))
-	require.NoError(t, err)
-	return mfs
+	return metricstest.Parse(t, resp.Body)
 }
 
-// value returns the sum of the series of name whose labels include labels.
+// value returns the sum of the series of name whose labels include labels,
+// from a fresh scrape.
 func (in *instance) value(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	return sumOf(in.metrics(t), name, labels)
-}
-
-func sumOf(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0
-	}
-	var sum float64
-next:
-	for _, m := range mf.GetMetric() {
-		for k, v := range labels {
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return sum
-}
-
-// labelValues returns every value of label among the series of name.
-func labelValues(mfs map[string]*dto.MetricFamily, name, label string) map[string]bool {
-	out := map[string]bool{}
-	if mf, ok := mfs[name]; ok {
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label {
-					out[lp.GetValue()] = true
-				}
-			}
-		}
-	}
-	return out
+	return metricstest.Sum(t, in.metrics(t), name, labels)
 }
 
 // eventually polls cond until it holds or d passes.

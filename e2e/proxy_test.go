@@ -20,6 +20,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/obsproxy/obsproxy/internal/metricstest"
 )
 
 // whoami is the example app's answer to GET / and /anything/….
@@ -46,12 +48,12 @@ func TestSpreadsOverThreeTCPWorkersAndCountsEach(t *testing.T) {
 	mfs := in.metrics(t)
 	for _, name := range []string{"u1", "u2", "u3"} {
 		assert.Greater(t, seen[name], 0, "worker %s got no traffic: %v", name, seen)
-		assert.Equal(t, float64(seen[name]), sumOf(mfs, "obsproxy_requests_total", map[string]string{"worker": name}),
+		assert.Equal(t, float64(seen[name]), metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"worker": name}),
 			"requests_total for %s equals what it answered", name)
-		assert.Equal(t, 0.0, sumOf(mfs, "obsproxy_in_flight_requests", map[string]string{"worker": name}))
+		assert.Equal(t, 0.0, metricstest.Sum(t, mfs, "obsproxy_in_flight_requests", map[string]string{"worker": name}))
 	}
-	assert.Equal(t, float64(n), sumOf(mfs, "obsproxy_requests_total", map[string]string{"code": "200", "method": "GET"}))
-	assert.Equal(t, float64(n), sumOf(mfs, "obsproxy_request_duration_seconds", nil))
+	assert.Equal(t, float64(n), metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"code": "200", "method": "GET"}))
+	assert.Equal(t, float64(n), metricstest.Sum(t, mfs, "obsproxy_request_duration_seconds", nil))
 }
 
 func TestUnixSocketWorkers(t *testing.T) {
@@ -70,8 +72,8 @@ func TestUnixSocketWorkers(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"s1": 10, "s2": 10}, seen, "idle workers take turns")
 	mfs := in.metrics(t)
-	assert.Equal(t, 10.0, sumOf(mfs, "obsproxy_requests_total", map[string]string{"worker": "s1"}))
-	assert.Equal(t, 10.0, sumOf(mfs, "obsproxy_requests_total", map[string]string{"worker": "s2"}))
+	assert.Equal(t, 10.0, metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"worker": "s1"}))
+	assert.Equal(t, 10.0, metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"worker": "s2"}))
 }
 
 func TestH2CWorkerIsSpokenToInHTTP2(t *testing.T) {
@@ -114,15 +116,15 @@ func TestInFlightFollowsConcurrentSlowRequests(t *testing.T) {
 		return in.value(t, "obsproxy_in_flight_requests", nil) == n
 	}, "in flight never reached %d", n)
 	mfs := in.metrics(t)
-	assert.Equal(t, n/2.0, sumOf(mfs, "obsproxy_in_flight_requests", map[string]string{"worker": "u1"}), "least_inflight spreads them evenly")
-	assert.Equal(t, n/2.0, sumOf(mfs, "obsproxy_in_flight_requests", map[string]string{"worker": "u2"}))
+	assert.Equal(t, n/2.0, metricstest.Sum(t, mfs, "obsproxy_in_flight_requests", map[string]string{"worker": "u1"}), "least_inflight spreads them evenly")
+	assert.Equal(t, n/2.0, metricstest.Sum(t, mfs, "obsproxy_in_flight_requests", map[string]string{"worker": "u2"}))
 	time.Sleep(300 * time.Millisecond)
 	assert.Greater(t, in.value(t, "obsproxy_oldest_in_flight_seconds", map[string]string{"worker": "u1"}), 0.25)
 	wg.Wait()
 	mfs = in.metrics(t)
-	assert.Equal(t, 0.0, sumOf(mfs, "obsproxy_in_flight_requests", nil))
-	assert.Equal(t, 0.0, sumOf(mfs, "obsproxy_oldest_in_flight_seconds", nil))
-	assert.Equal(t, float64(n), sumOf(mfs, "obsproxy_requests_total", map[string]string{"code": "200"}))
+	assert.Equal(t, 0.0, metricstest.Sum(t, mfs, "obsproxy_in_flight_requests", nil))
+	assert.Equal(t, 0.0, metricstest.Sum(t, mfs, "obsproxy_oldest_in_flight_seconds", nil))
+	assert.Equal(t, float64(n), metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"code": "200"}))
 }
 
 func TestActiveConnectionsFollowKeepAliveConnections(t *testing.T) {
@@ -147,7 +149,7 @@ func TestActiveConnectionsFollowKeepAliveConnections(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool {
 		mfs := in.metrics(t)
-		return sumOf(mfs, "obsproxy_active_connections", nil) == n && sumOf(mfs, "obsproxy_connections", map[string]string{"state": "idle"}) == n
+		return metricstest.Sum(t, mfs, "obsproxy_active_connections", nil) == n && metricstest.Sum(t, mfs, "obsproxy_connections", map[string]string{"state": "idle"}) == n
 	}, "%d idle keep-alive connections not counted", n)
 	assert.Equal(t, accepted0+n, in.value(t, "obsproxy_connections_accepted_total", nil))
 
@@ -225,15 +227,15 @@ func TestWebSocketEchoIsAStreamAndAConnectionUntilClosed(t *testing.T) {
 		assert.Equal(t, msg, got)
 	}
 	mfs := in.metrics(t)
-	assert.Equal(t, 1.0, sumOf(mfs, "obsproxy_streams_active", map[string]string{"worker": "u1", "kind": "websocket"}))
-	assert.Equal(t, 1.0, sumOf(mfs, "obsproxy_active_connections", nil))
-	assert.Equal(t, 1.0, sumOf(mfs, "obsproxy_connections", map[string]string{"state": "hijacked"}))
-	assert.Equal(t, 0.0, sumOf(mfs, "obsproxy_in_flight_requests", nil))
+	assert.Equal(t, 1.0, metricstest.Sum(t, mfs, "obsproxy_streams_active", map[string]string{"worker": "u1", "kind": "websocket"}))
+	assert.Equal(t, 1.0, metricstest.Sum(t, mfs, "obsproxy_active_connections", nil))
+	assert.Equal(t, 1.0, metricstest.Sum(t, mfs, "obsproxy_connections", map[string]string{"state": "hijacked"}))
+	assert.Equal(t, 0.0, metricstest.Sum(t, mfs, "obsproxy_in_flight_requests", nil))
 
 	ws.close()
 	eventually(t, 5*time.Second, func() bool {
 		mfs := in.metrics(t)
-		return sumOf(mfs, "obsproxy_streams_active", nil) == 0 && sumOf(mfs, "obsproxy_active_connections", nil) == 0
+		return metricstest.Sum(t, mfs, "obsproxy_streams_active", nil) == 0 && metricstest.Sum(t, mfs, "obsproxy_active_connections", nil) == 0
 	}, "the closed WebSocket is still counted")
 	assert.Equal(t, 1.0, in.value(t, "obsproxy_requests_total", map[string]string{"worker": "u1", "code": "101"}))
 }
@@ -311,8 +313,8 @@ func TestOddMethodsCreateNoNewMethodLabel(t *testing.T) {
 	code, _ := in.get(t, "/")
 	require.Equal(t, http.StatusOK, code)
 	mfs := in.metrics(t)
-	assert.Equal(t, map[string]bool{"GET": true, "other": true}, labelValues(mfs, "obsproxy_requests_total", "method"))
-	assert.Equal(t, 20.0, sumOf(mfs, "obsproxy_requests_total", map[string]string{"method": "other"}))
+	assert.Equal(t, map[string]bool{"GET": true, "other": true}, metricstest.LabelValues(t, mfs, "obsproxy_requests_total", "method"))
+	assert.Equal(t, 20.0, metricstest.Sum(t, mfs, "obsproxy_requests_total", map[string]string{"method": "other"}))
 }
 
 func TestRequestIDAndForwardedHeadersReachTheWorker(t *testing.T) {
