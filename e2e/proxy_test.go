@@ -401,10 +401,18 @@ func TestLeastInFlightAvoidsABlockedWorker(t *testing.T) {
 	assert.Greater(t, results["round_robin"], time.Second, "round_robin should queue requests behind the blocked worker")
 }
 
-func TestSIGTERMFinishesInFlightRequestsAndExitsZero(t *testing.T) {
+func TestSIGTERMFinishesInFlightRequestsThenClosesStreamsAndExitsZero(t *testing.T) {
 	w := startUvicorn(t, "u1")
 	waitReady(t, w)
-	in := startObsproxy(t, []*worker{w})
+	in := startObsproxy(t, []*worker{w}, "OBSPROXY_SHUTDOWN_TIMEOUT=30s")
+
+	// Two streams that would never end by themselves.
+	sse, err := in.client.Get(in.url + "/sse?count=1000&interval=1")
+	require.NoError(t, err)
+	defer sse.Body.Close()
+	ws, _, err := dialWebSocket(strings.TrimPrefix(in.url, "http://"), "/ws")
+	require.NoError(t, err)
+	defer ws.c.Close()
 
 	const n = 4
 	var wg sync.WaitGroup
@@ -418,9 +426,19 @@ func TestSIGTERMFinishesInFlightRequestsAndExitsZero(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool { return in.value(t, "obsproxy_in_flight_requests", nil) == n }, "requests not in flight")
 	in.proc.signal(syscall.SIGTERM)
+	t0 := time.Now()
 	wg.Wait()
 	assert.Equal(t, []int{200, 200, 200, 200}, codes, "no in-flight request may be cut")
+
+	// Then the streams are closed, and obsproxy exits 0 long before the
+	// 30 s shutdown timeout.
+	io.Copy(io.Discard, sse.Body)
+	ws.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.Copy(io.Discard, ws.br)
+	assert.NoError(t, err, "the WebSocket is closed by obsproxy (EOF), not left to time out")
 	assert.Equal(t, 0, in.proc.wait(t, 10*time.Second))
+	t.Logf("exit 0 after %v with 4 slow requests (1.5 s), one SSE stream and one WebSocket open", time.Since(t0).Round(10*time.Millisecond))
+	assert.Less(t, time.Since(t0), 10*time.Second)
 }
 
 func TestMaxConnectionsCapsOpenClientConnections(t *testing.T) {

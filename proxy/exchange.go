@@ -91,9 +91,8 @@ var (
 // Header implements http.ResponseWriter.
 func (e *exchange) Header() http.Header { return e.rw.Header() }
 
-// WriteHeader implements http.ResponseWriter. It records the status, echoes
-// the request id (replacing any the worker sent), and starts an SSE stream
-// for a text/event-stream response.
+// WriteHeader implements http.ResponseWriter. It records the status and
+// starts an SSE stream for a text/event-stream response.
 func (e *exchange) WriteHeader(code int) {
 	if code >= 100 && code < 200 {
 		// Informational responses (100 Continue, 103 Early Hints) pass
@@ -106,7 +105,6 @@ func (e *exchange) WriteHeader(code int) {
 	}
 	e.code, e.wroteHeader = code, true
 	h := e.rw.Header()
-	h[hdrRequestID] = e.requestID
 	if ct := h[hdrContentType]; len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
 		e.beginStream(streamSSE)
 	}
@@ -146,8 +144,6 @@ func (e *exchange) Write(p []byte) (int, error) {
 // response): the exchange becomes a WebSocket stream until the handler
 // returns, and the connection stays counted by connstate until it closes.
 func (e *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h := e.rw.Header()
-	h[hdrRequestID] = e.requestID
 	c, brw, err := http.NewResponseController(e.rw).Hijack()
 	if err != nil {
 		return nil, nil, err

@@ -78,6 +78,7 @@ type Handler struct {
 	accessLog *slog.Logger
 	exchanges sync.Pool
 	buffers   bufferPool
+	streams   streamSet
 	durations *prometheus.HistogramVec
 	descs     descs
 }
@@ -139,14 +140,32 @@ func New(cfg Config) (*Handler, error) {
 				pr.Out.URL.Host = host
 				setForwarded(pr, h.trusted)
 			},
-			Transport:    rt,
-			BufferPool:   &h.buffers,
-			ErrorHandler: h.upstreamError,
-			ErrorLog:     errorLog,
+			Transport:      &streamTransport{rt: rt, streams: &h.streams},
+			BufferPool:     &h.buffers,
+			ModifyResponse: echoRequestID,
+			ErrorHandler:   h.upstreamError,
+			ErrorLog:       errorLog,
 		})
 	}
 	return h, nil
 }
+
+// InFlight returns the number of ordinary requests in flight to every worker
+// (streams excluded).
+func (h *Handler) InFlight() int64 {
+	var n int64
+	for _, ws := range h.workers {
+		n += ws.worker.InFlight()
+	}
+	return n
+}
+
+// CloseStreams ends every open text/event-stream response, and every one
+// that starts later, by closing its upstream body; the client sees its
+// stream end. Shutdown calls it once ordinary requests have finished (spec
+// section 7). WebSocket streams end when connstate closes their hijacked
+// connections. It returns how many streams it closed.
+func (h *Handler) CloseStreams() int { return h.streams.closeAll() }
 
 // Snapshot returns every worker's request accounting, in pool order, and
 // that of the requests no worker could take ("none").
@@ -207,9 +226,9 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 	e := rw.(*exchange)
 	ws := e.ws
 	if e.hijacked {
-		// The 101 response was already written to the client's raw
-		// connection; there is nothing left to answer.
-		ws.errors[reasonOf(err)].Add(1)
+		// Writing the 101 to the client's raw connection failed: the
+		// client is gone, the worker did nothing wrong.
+		e.clientGone = true
 		return
 	}
 	if e.in.Context().Err() != nil {
@@ -280,9 +299,13 @@ func (h *Handler) finish(e *exchange) {
 	if p != nil {
 		if e.clientGone || e.in.Context().Err() != nil {
 			e.code = statusClientClosed
+		} else if e.stream == streamSSE && h.streams.closed.Load() {
+			// Shutdown closed the stream (CloseStreams): not an error.
 		} else if e.ws != nil && e.ws != h.none {
 			// The worker broke off the response body mid-way.
 			e.ws.errors[reasonReset].Add(1)
+			h.logger.Warn("worker broke off a response", "worker", e.ws.name, "reason", reasonNames[reasonReset],
+				"request_id", e.requestID[0], "status", e.code)
 		}
 	} else if e.clientGone {
 		e.code = statusClientClosed

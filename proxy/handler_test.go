@@ -321,3 +321,49 @@ func TestWorkerSeriesExistFromStart(t *testing.T) {
 		assert.Equal(t, map[string]bool{"w1": true, "w2": true}, metricstest.LabelValues(t, f.reg, name, "worker"), name)
 	}
 }
+
+func TestCloseStreamsEndsSilentSSEStreams(t *testing.T) {
+	upstreamDone := make(chan struct{})
+	var doneOnce sync.Once
+	f := newFixture(t, Config{Pool: defaultPool(t)}, upstream(t, "w1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: hello\n\n")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // silent until obsproxy goes away
+		doneOnce.Do(func() { close(upstreamDone) })
+	})))
+	resp, err := http.Get(f.srv.URL + "/")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "data: hello\n", line)
+	require.Equal(t, 1.0, f.value(t, "obsproxy_streams_active", map[string]string{"kind": "sse"}))
+
+	assert.Equal(t, 1, f.h.CloseStreams())
+	_, err = io.ReadAll(br) // the client sees its stream end
+	_ = err                 // an abrupt end (unexpected EOF) is what a client gets
+	require.Eventually(t, func() bool {
+		return f.value(t, "obsproxy_streams_active", map[string]string{"kind": "sse"}) == 0
+	}, 5*time.Second, 10*time.Millisecond)
+	<-upstreamDone
+	assert.Equal(t, 0.0, metricstest.Sum(t, f.reg, "obsproxy_upstream_errors_total", nil), "a stream closed by shutdown is no upstream error")
+	assert.Equal(t, 1.0, f.value(t, "obsproxy_requests_total", map[string]string{"worker": "w1", "code": "200"}))
+
+	// A stream that starts after CloseStreams is closed at once: the
+	// client sees the exchange end (before or after the headers).
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp2, err := http.Get(f.srv.URL + "/"); err == nil {
+			io.Copy(io.Discard, resp2.Body)
+			resp2.Body.Close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stream started after CloseStreams stayed open")
+	}
+}

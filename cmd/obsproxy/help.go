@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 )
 
-// settingRow is one setting of Config as --help and docs/configuration.md
+// settingRow is one setting of Config as --help (and, later, generated docs)
 // show it, derived from the struct tags by settingRows.
 type settingRow struct {
 	Flag    string // e.g. --listen-addr

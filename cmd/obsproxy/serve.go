@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -170,10 +171,11 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// shutdown is spec section 7's order: drain delay, stop accepting and let
+// shutdown is spec section 7's order: drain delay; stop accepting; let
 // in-flight requests finish within the shutdown timeout (a fresh context,
-// never the signal's), then close the upgraded connections that
-// Server.Shutdown does not track. A second signal exits at once with 1.
+// never the signal's); then close the streams (event streams, and the
+// upgraded connections that Server.Shutdown does not track). A second
+// signal exits at once with 1.
 func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 	done := make(chan int, 1)
 	go func() {
@@ -182,13 +184,26 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
-		code := exitOK
-		if err := a.public.Shutdown(ctx); err != nil {
-			a.logger.Error("in-flight requests did not finish in time", "timeout", cfg.ShutdownTimeout.String(), "err", err)
-			code = exitFailure
+		shutdownErr := make(chan error, 1)
+		go func() { shutdownErr <- a.public.Shutdown(ctx) }()
+
+		// Streams would hold Shutdown until the timeout: close them once
+		// the ordinary requests are done.
+		tick := time.NewTicker(10 * time.Millisecond)
+		for a.proxy.InFlight() > 0 && ctx.Err() == nil {
+			<-tick.C
 		}
-		if n := a.tracker.CloseHijacked(); n > 0 {
-			a.logger.Info("closed upgraded connections", "count", n)
+		tick.Stop()
+		sse, ws := a.proxy.CloseStreams(), a.tracker.CloseHijacked()
+		if sse+ws > 0 {
+			a.logger.Info("closed streams", "sse", sse, "websocket", ws)
+		}
+
+		code := exitOK
+		if err := <-shutdownErr; err != nil {
+			a.logger.Error("in-flight requests did not finish in time", "timeout", cfg.ShutdownTimeout.String(), "err", err)
+			a.public.Close()
+			code = exitFailure
 		}
 		if a.admin != nil {
 			a.admin.Close()
@@ -216,13 +231,17 @@ func (a *app) closeAll() {
 // healthcheck GETs the local public health endpoint (for a Docker
 // HEALTHCHECK in an image without curl): exit 0 on 200, 1 otherwise.
 func healthcheck(cfg Config, stdout, stderr io.Writer) int {
-	_, port, err := net.SplitHostPort(cfg.ListenAddr)
+	host, port, err := net.SplitHostPort(cfg.ListenAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
 		return exitFailure
 	}
+	// A wildcard listener is reached on loopback; a specific address as is.
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get("http://" + net.JoinHostPort("127.0.0.1", port) + cfg.HealthPath)
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + cfg.HealthPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
 		return exitFailure
