@@ -271,8 +271,16 @@ func TestInFlightAndOldest(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // let the oldest age grow past zero
 	assert.Equal(t, float64(n), f.value(t, "obsproxy_in_flight_requests", map[string]string{"worker": "w1"}))
 	assert.GreaterOrEqual(t, f.value(t, "obsproxy_oldest_in_flight_seconds", map[string]string{"worker": "w1"}), 0.02)
+	snap, none := f.h.Snapshot()
+	require.Len(t, snap, 1)
+	assert.Equal(t, "w1", snap[0].Name)
+	assert.Equal(t, int64(n), snap[0].InFlight)
+	assert.GreaterOrEqual(t, snap[0].OldestInFlight, 20*time.Millisecond)
+	assert.Equal(t, "none", none.Name)
 	close(release)
 	done.Wait()
+	snap, _ = f.h.Snapshot()
+	assert.Equal(t, WorkerSnapshot{Name: "w1", Requests: n}, snap[0])
 	assert.Equal(t, 0.0, f.value(t, "obsproxy_in_flight_requests", map[string]string{"worker": "w1"}))
 	assert.Equal(t, 0.0, f.value(t, "obsproxy_oldest_in_flight_seconds", map[string]string{"worker": "w1"}))
 }
