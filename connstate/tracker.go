@@ -7,10 +7,11 @@ package connstate
 import (
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/obsproxy/obsproxy/internal/closeset"
 )
 
 // The states a connection is counted in. They are the values of the `state`
@@ -35,8 +36,7 @@ type Tracker struct {
 	accepted atomic.Uint64
 	open     [numOpenStates]atomic.Int64
 
-	mu       sync.Mutex
-	hijacked map[*Conn]struct{}
+	hijacked closeset.Set[*Conn]
 
 	descActive, descState, descAccepted *prometheus.Desc
 }
@@ -44,7 +44,6 @@ type Tracker struct {
 // New returns an empty Tracker.
 func New() *Tracker {
 	return &Tracker{
-		hijacked: make(map[*Conn]struct{}),
 		descActive: prometheus.NewDesc("obsproxy_active_connections",
 			"Client TCP connections open now, upgraded ones included.", nil, nil),
 		descState: prometheus.NewDesc("obsproxy_connections",
@@ -73,9 +72,7 @@ func (t *Tracker) ConnState(c net.Conn, s http.ConnState) {
 	case http.StateIdle:
 		tc.move(stateIdle)
 	case http.StateHijacked:
-		t.mu.Lock()
-		t.hijacked[tc] = struct{}{}
-		t.mu.Unlock()
+		t.hijacked.Add(tc)
 		tc.move(stateHijacked)
 	case http.StateClosed:
 		tc.markClosed()
@@ -103,18 +100,7 @@ func (t *Tracker) Accepted() uint64 { return t.accepted.Load() }
 // CloseHijacked closes every hijacked connection still open and returns how
 // many it closed. Server.Shutdown does not close hijacked connections (its
 // documentation says so), so shutdown calls this after it.
-func (t *Tracker) CloseHijacked() int {
-	t.mu.Lock()
-	conns := make([]*Conn, 0, len(t.hijacked))
-	for c := range t.hijacked {
-		conns = append(conns, c)
-	}
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	return len(conns)
-}
+func (t *Tracker) CloseHijacked() int { return t.hijacked.CloseAll() }
 
 // Describe implements prometheus.Collector.
 func (t *Tracker) Describe(ch chan<- *prometheus.Desc) {
@@ -182,9 +168,7 @@ func (c *Conn) markClosed() {
 	}
 	c.t.open[old].Add(-1)
 	if old == stateHijacked {
-		c.t.mu.Lock()
-		delete(c.t.hijacked, c)
-		c.t.mu.Unlock()
+		c.t.hijacked.Remove(c)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/obsproxy/obsproxy/internal/closeset"
 )
 
 // echoRequestID is every worker proxy's ModifyResponse: the response carries
@@ -41,20 +43,14 @@ func (t *streamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // streamSet is the set of open event-stream bodies. It is safe for
 // concurrent use.
 type streamSet struct {
-	mu     sync.Mutex
-	open   map[*streamBody]struct{}
+	open   closeset.Set[*streamBody]
 	closed atomic.Bool
 }
 
 // track registers body; once closeAll has run, body is closed at once.
 func (s *streamSet) track(body io.ReadCloser) io.ReadCloser {
 	b := &streamBody{ReadCloser: body, set: s}
-	s.mu.Lock()
-	if s.open == nil {
-		s.open = make(map[*streamBody]struct{})
-	}
-	s.open[b] = struct{}{}
-	s.mu.Unlock()
+	s.open.Add(b)
 	if s.closed.Load() {
 		b.Close()
 	}
@@ -63,16 +59,7 @@ func (s *streamSet) track(body io.ReadCloser) io.ReadCloser {
 
 func (s *streamSet) closeAll() int {
 	s.closed.Store(true)
-	s.mu.Lock()
-	bodies := make([]*streamBody, 0, len(s.open))
-	for b := range s.open {
-		bodies = append(bodies, b)
-	}
-	s.mu.Unlock()
-	for _, b := range bodies {
-		b.Close()
-	}
-	return len(bodies)
+	return s.open.CloseAll()
 }
 
 // streamBody is a tracked event-stream body; Close is safe to call more than
@@ -86,9 +73,7 @@ type streamBody struct {
 
 func (b *streamBody) Close() error {
 	b.once.Do(func() {
-		b.set.mu.Lock()
-		delete(b.set.open, b)
-		b.set.mu.Unlock()
+		b.set.open.Remove(b)
 		b.err = b.ReadCloser.Close()
 	})
 	return b.err
