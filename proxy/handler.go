@@ -192,20 +192,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stripH2CUpgrade(r.Header)
 	e.upgrade = isUpgrade(r.Header)
-	h.forward(e)
-}
-
-// forward sends e to the next worker picked, or answers 503 when there is
-// none. It is called again from upstreamError for a retry.
-func (h *Handler) forward(e *exchange) {
-	w := h.pool.PickExcept(e.tried, e.upgrade)
-	if w == nil {
-		if e.ws == nil {
-			e.ws = h.none
-		}
+	worker := h.pool.PickExcept(e.tried, e.upgrade)
+	if worker == nil {
+		e.ws = h.none
 		e.fail(http.StatusServiceUnavailable, "no healthy upstream")
 		return
 	}
+	h.send(e, worker)
+}
+
+// send proxies e to w, a worker picked for it. upstreamError calls it again
+// with another worker for a retry.
+func (h *Handler) send(e *exchange, w *lifecycle.Worker) {
 	lifecycle.MarkTried(e.tried, w.Index)
 	e.ws = h.workers[w.Index]
 	e.ws.begin(e)
@@ -245,7 +243,7 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 	if reason == reasonConnect || (retryable(e.in) && reason == reasonReset) {
 		if next := h.pool.PickExcept(e.tried, e.upgrade); next != nil {
 			ws.retries.Add(1)
-			h.forward(e)
+			h.send(e, next)
 			return
 		}
 	}
