@@ -167,6 +167,8 @@ type worker struct {
 	// dial reaches the worker directly, bypassing obsproxy.
 	client *http.Client
 	base   string
+	// port is its TCP port (0 for a unix socket).
+	port int
 }
 
 // startUvicorn starts examples/app under uvicorn on a loopback port.
@@ -181,7 +183,7 @@ func startUvicornOn(t *testing.T, name string, port int) *worker {
 	p := start(t, []string{"WORKER_NAME=" + name}, python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app",
 		"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warning")
 	w := &worker{proc: p, upstream: fmt.Sprintf("%s=http://127.0.0.1:%d", name, port),
-		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port), port: port}
 	return w
 }
 
@@ -242,8 +244,28 @@ type instance struct {
 }
 
 // startObsproxy starts obsproxy in front of workers with extra settings in
-// env (VAR=value), and waits until both listeners answer.
+// env (VAR=value), and waits until both listeners answer and the first probe
+// round has finished (/health no longer says "starting"), so that the
+// workers that answer their probes take traffic.
 func startObsproxy(t *testing.T, workers []*worker, env ...string) *instance {
+	t.Helper()
+	in := launchObsproxy(t, workers, env...)
+	once := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	eventually(t, 10*time.Second, func() bool {
+		resp, err := once.Get(in.url + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return !strings.Contains(string(b), `"detail":"starting"`)
+	}, "first probe round")
+	return in
+}
+
+// launchObsproxy starts obsproxy like startObsproxy but returns as soon as
+// both listeners answer, before any probe may have finished.
+func launchObsproxy(t *testing.T, workers []*worker, env ...string) *instance {
 	t.Helper()
 	var ups []string
 	for _, w := range workers {

@@ -337,20 +337,6 @@ func TestRequestIDAndForwardedHeadersReachTheWorker(t *testing.T) {
 	assert.Equal(t, "http", hdrs["x-forwarded-proto"])
 }
 
-func TestNoWorkerReachableAnswersJSONWithoutAddresses(t *testing.T) {
-	dead := &worker{upstream: fmt.Sprintf("gone=http://127.0.0.1:%d", freePort(t))}
-	in := startObsproxy(t, []*worker{dead})
-	resp, err := in.client.Get(in.url + "/")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
-	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
-	assert.JSONEq(t, `{"error":"bad gateway","request_id":"`+resp.Header.Get("X-Request-Id")+`"}`, string(body))
-	assert.NotContains(t, string(body), "127.0.0.1")
-	assert.Equal(t, 1.0, in.value(t, "obsproxy_upstream_errors_total", map[string]string{"worker": "gone", "reason": "connect"}))
-}
-
 // p95 returns the 95th percentile of ds.
 func p95(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)

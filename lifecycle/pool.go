@@ -3,7 +3,9 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Policy is a load-balancing policy (OBSPROXY_LB_POLICY, spec section 2).
@@ -59,14 +61,38 @@ type Config struct {
 	// StateUnknown (no traffic until a probe says up). Set StateUp to send
 	// traffic to every worker from the start.
 	InitialState State
+	// Rise and Fall are the consecutive serving / not serving probes that
+	// take a worker up / down (OBSPROXY_HEALTH_RISE and _FALL); zero is 1.
+	Rise, Fall int
+	// MinUp is the number of up workers below which the pool counts as down
+	// for its uptime (OBSPROXY_MIN_HEALTHY_WORKERS); zero is 1.
+	MinUp int
+	// EventLogSize is how many lifecycle events the pool keeps; zero is 256.
+	EventLogSize int
+	// OnEvent, when non-nil, is called with every lifecycle event as it
+	// happens (obsproxy logs them). It runs with the pool's lock held: it
+	// must return quickly and must not call back into the pool.
+	OnEvent func(Event)
+	// Now is the clock; nil is time.Now. Tests inject their own.
+	Now func() time.Time
 }
 
 // Pool is every configured worker and the policy that picks between them.
-// Pick is safe for concurrent use and allocates nothing.
+// Pick is safe for concurrent use and allocates nothing; the lifecycle
+// methods (ObserveProbe, MarkDown, Status, …) share one mutex, which Pick
+// never takes.
 type Pool struct {
 	workers []*Worker
 	policy  Policy
 	next    atomic.Uint64
+
+	rise, fall, minUp int
+	now               func() time.Time
+	onEvent           func(Event)
+
+	mu          sync.Mutex
+	events      eventRing
+	poolUpSince time.Time
 }
 
 // NewPool builds the pool. It fails on an empty worker list, a worker without
@@ -75,7 +101,19 @@ func NewPool(cfg Config) (*Pool, error) {
 	if len(cfg.Workers) == 0 {
 		return nil, errors.New("creating pool: no workers")
 	}
-	p := &Pool{policy: cfg.Policy, workers: make([]*Worker, len(cfg.Workers))}
+	p := &Pool{
+		policy: cfg.Policy, workers: make([]*Worker, len(cfg.Workers)),
+		rise: atLeast1(cfg.Rise), fall: atLeast1(cfg.Fall), minUp: atLeast1(cfg.MinUp),
+		now: cfg.Now, onEvent: cfg.OnEvent,
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	size := cfg.EventLogSize
+	if size <= 0 {
+		size = 256
+	}
+	p.events = newEventRing(size)
 	seen := make(map[string]bool, len(cfg.Workers))
 	for i, wc := range cfg.Workers {
 		switch {
@@ -95,7 +133,21 @@ func NewPool(cfg Config) (*Pool, error) {
 		w.state.Store(int32(cfg.InitialState))
 		p.workers[i] = w
 	}
+	if cfg.InitialState == StateUp {
+		now := p.now()
+		for _, w := range p.workers {
+			w.rec.running, w.rec.startedAt = true, now
+		}
+		p.updatePoolUp(now)
+	}
 	return p, nil
+}
+
+func atLeast1(n int) int {
+	if n < 1 {
+		return 1
+	}
+	return n
 }
 
 // Workers returns the pool's workers in configuration order. The slice is

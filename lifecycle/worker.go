@@ -1,9 +1,11 @@
 // Package lifecycle owns the pool of workers: their addresses, their state
 // (unknown, up, down, draining) and the load-balancing choice between them.
 //
-// The health issue adds probes, restart detection and the event log on top of
-// the same types; a process supervisor can later report exact starts and exits
-// through the same Worker methods.
+// Probes (package healthgate) report through Pool.ObserveProbe, the proxy
+// takes a worker it cannot reach out of traffic with Pool.MarkDown, and a
+// process supervisor can report exact starts and exits through
+// Pool.ProcessStarted and Pool.ProcessExited: one state machine, one event
+// log, one set of counters for all three.
 package lifecycle
 
 import (
@@ -62,6 +64,7 @@ type Worker struct {
 
 	state    atomic.Int32
 	inFlight atomic.Int64
+	rec      record // guarded by the pool's mu
 }
 
 // State returns the worker's current state.

@@ -57,6 +57,11 @@ type Config struct {
 	// Transport, when non-nil, replaces each worker's tuned transport (for
 	// tests and benchmarks); it is called once per worker at New.
 	Transport func(*lifecycle.Worker) http.RoundTripper
+	// OnConnectFailure, when non-nil, is called when a connection to a
+	// worker could not be made, before the request is retried elsewhere
+	// (spec section 4: obsproxy marks the worker down and probes it at
+	// once). It runs on the request's goroutine: it must not block.
+	OnConnectFailure func(*lifecycle.Worker)
 }
 
 // DefaultDurationBuckets are the default request duration histogram bounds,
@@ -74,6 +79,7 @@ type Handler struct {
 	none      *workerStats
 	proxies   []*httputil.ReverseProxy
 	ids       *idGenerator
+	onConnect func(*lifecycle.Worker)
 	logger    *slog.Logger
 	accessLog *slog.Logger
 	exchanges sync.Pool
@@ -104,6 +110,7 @@ func New(cfg Config) (*Handler, error) {
 		pool:      cfg.Pool,
 		trusted:   cfg.TrustedProxies,
 		ids:       newIDGenerator(rand.Uint64()),
+		onConnect: cfg.OnConnectFailure,
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
 		none:      &workerStats{name: "none"},
@@ -240,6 +247,9 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 	h.logger.Warn("upstream exchange failed", "worker", ws.name, "reason", reasonNames[reason],
 		"request_id", e.requestID[0], "err", err)
 	e.leaveFlight()
+	if reason == reasonConnect && h.onConnect != nil {
+		h.onConnect(ws.worker)
+	}
 	if reason == reasonConnect || (retryable(e.in) && reason == reasonReset) {
 		if next := h.pool.PickExcept(e.tried, e.upgrade); next != nil {
 			ws.retries.Add(1)

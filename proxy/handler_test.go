@@ -209,6 +209,29 @@ func TestConnectFailureIsRetriedElsewhere(t *testing.T) {
 	assert.Equal(t, 0.0, f.value(t, "obsproxy_in_flight_requests", map[string]string{"worker": "dead"}))
 }
 
+func TestConnectFailureIsReported(t *testing.T) {
+	dead := lifecycle.WorkerConfig{Name: "dead", Network: "tcp", Address: deadAddress(t)}
+	live := upstream(t, "live", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	var mu sync.Mutex
+	var reported []string
+	f := newFixture(t, Config{Pool: defaultPool(t), OnConnectFailure: func(w *lifecycle.Worker) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, w.Name)
+	}}, dead, live)
+	for i := 0; i < 4; i++ {
+		resp, _ := get(t, f.srv.URL+"/", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, reported, "round-robin ties sent some first attempts to the dead worker")
+	for _, name := range reported {
+		assert.Equal(t, "dead", name)
+	}
+	assert.Equal(t, float64(len(reported)), f.value(t, "obsproxy_upstream_errors_total", map[string]string{"worker": "dead", "reason": "connect"}))
+}
+
 func TestExhaustedAnswers502WithoutDetails(t *testing.T) {
 	addr := deadAddress(t)
 	f := newFixture(t, Config{Pool: defaultPool(t)}, lifecycle.WorkerConfig{Name: "dead", Network: "tcp", Address: addr})

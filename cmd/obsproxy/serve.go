@@ -20,6 +20,7 @@ import (
 
 	"github.com/obsproxy/obsproxy/admin"
 	"github.com/obsproxy/obsproxy/connstate"
+	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
 	"github.com/obsproxy/obsproxy/proxy"
 )
@@ -42,6 +43,8 @@ type app struct {
 	pool     *lifecycle.Pool
 	tracker  *connstate.Tracker
 	proxy    *proxy.Handler
+	prober   *healthgate.Prober
+	gate     *healthgate.Gate
 	registry *prometheus.Registry
 	public   *http.Server
 	admin    *http.Server
@@ -55,8 +58,27 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Until active probes land, every worker takes traffic from the start.
-	a.pool, err = lifecycle.NewPool(lifecycle.Config{Workers: cfg.Workers, Policy: policy, InitialState: lifecycle.StateUp})
+	// Every worker starts unknown: no traffic until a probe says it serves
+	// (fail closed, spec section 3).
+	a.pool, err = lifecycle.NewPool(lifecycle.Config{
+		Workers: cfg.Workers, Policy: policy,
+		Rise: cfg.HealthRise, Fall: cfg.HealthFall, MinUp: cfg.MinHealthyWorkers,
+		OnEvent: func(e lifecycle.Event) { logEvent(logger, e) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.prober, err = healthgate.NewProber(healthgate.ProberConfig{
+		Pool: a.pool, Path: cfg.UpstreamHealthPath, Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
+		UserAgent: "obsproxy/" + version + " probe", Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.gate, err = healthgate.NewGate(healthgate.GateConfig{
+		Pool: a.pool, Probes: a.prober, Interval: cfg.HealthInterval, Verbose: cfg.HealthVerbose,
+		Version: version, Started: a.started,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +93,13 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		ResponseTimeout: cfg.UpstreamResponseTimeout,
 		Logger:          logger,
 		AccessLog:       accessLog,
+		// A worker that refuses connections leaves traffic at once and is
+		// probed now; probes alone bring it back (spec section 4).
+		OnConnectFailure: func(w *lifecycle.Worker) {
+			if a.pool.MarkDown(w, "connect failed") {
+				a.prober.Kick(w)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -79,7 +108,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.tracker, a.proxy, a.pool,
+		a.tracker, a.proxy, a.pool, a.prober, a.gate,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "obsproxy_uptime_seconds", Help: "Seconds since obsproxy started.",
 		}, func() float64 { return time.Since(a.started).Seconds() }),
@@ -90,7 +119,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	a.public = &http.Server{
-		Handler:           a.proxy,
+		Handler:           a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ConnState:         a.tracker.ConnState,
@@ -107,6 +136,22 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 	}
 	return a, nil
+}
+
+// logEvent logs a lifecycle event: starts and ups at info, the rest at warn.
+func logEvent(logger *slog.Logger, e lifecycle.Event) {
+	level := slog.LevelWarn
+	if e.Kind == lifecycle.EventUp || e.Kind == lifecycle.EventStarted || e.Kind == lifecycle.EventPoolUp {
+		level = slog.LevelInfo
+	}
+	attrs := []slog.Attr{slog.String("kind", e.Kind)}
+	if e.Worker != "" {
+		attrs = append(attrs, slog.String("worker", e.Worker))
+	}
+	if e.Reason != "" {
+		attrs = append(attrs, slog.String("reason", e.Reason))
+	}
+	logger.LogAttrs(context.Background(), level, "worker lifecycle", attrs...)
 }
 
 // serve runs obsproxy until a signal (spec section 7) and returns the exit
@@ -142,6 +187,17 @@ func serve(cfg Config, stderr io.Writer) int {
 		}
 	}
 
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	probesDone := make(chan struct{})
+	go func() {
+		defer close(probesDone)
+		a.prober.Run(probeCtx)
+	}()
+	defer func() {
+		stopProbes()
+		<-probesDone
+	}()
+
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("public listener: %w", a.public.Serve(ln)) }()
 	if a.admin != nil {
@@ -159,7 +215,9 @@ func serve(cfg Config, stderr io.Writer) int {
 		a.closeAll()
 		return exitFailure
 	case sig := <-sigs:
-		logger.Info("shutting down", "signal", sig.String())
+		// Readiness off first, at once (spec section 7).
+		a.gate.Drain()
+		logger.Info("shutting down: /health reports draining", "signal", sig.String(), "drain_delay", cfg.DrainDelay.String())
 	}
 	return a.shutdown(cfg, sigs)
 }
@@ -171,7 +229,8 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// shutdown is spec section 7's order: drain delay; stop accepting; let
+// shutdown is spec section 7's order (readiness is already off): drain
+// delay; stop accepting; let
 // in-flight requests finish within the shutdown timeout (a fresh context,
 // never the signal's); then close the streams (event streams, and the
 // upgraded connections that Server.Shutdown does not track). A second
