@@ -136,7 +136,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	if cfg.InitialState == StateUp {
 		now := p.now()
 		for _, w := range p.workers {
-			w.rec.running, w.rec.startedAt = true, now
+			p.processStarted(w, now, now, 0) // counted, so that a later stop pairs up
 		}
 		p.updatePoolUp(now)
 	}
