@@ -50,7 +50,7 @@ type GateConfig struct {
 	Version string
 	// Started is when obsproxy started, for uptime_seconds; zero means now.
 	Started time.Time
-	// Now is the clock; nil is time.Now.
+	// Now is the clock for uptime and staleness; nil is time.Now.
 	Now func() time.Time
 }
 
@@ -160,7 +160,7 @@ type Worker struct {
 // verbose adds the per-worker detail.
 func (g *Gate) Report(verbose bool) Report {
 	st := g.cfg.Pool.Status()
-	now := st.At
+	now := g.cfg.Now()
 	firstRound := g.cfg.Probes.FirstRoundDone()
 	var answered, reportsUnhealthy int
 	var degradedUp bool
@@ -246,12 +246,12 @@ func (g *Gate) Report(verbose bool) Report {
 		r.Status = StatusHealthy
 	}
 	if verbose {
-		r.Workers = workerDetails(st)
+		r.Workers = workerDetails(st, now)
 	}
 	return r
 }
 
-func workerDetails(st lifecycle.PoolStatus) []Worker {
+func workerDetails(st lifecycle.PoolStatus, now time.Time) []Worker {
 	out := make([]Worker, len(st.Workers))
 	for i, w := range st.Workers {
 		addr := w.Address
@@ -268,7 +268,7 @@ func workerDetails(st lifecycle.PoolStatus) []Worker {
 			out[i].Detail = w.DownReason
 		}
 		if !w.LastProbe.IsZero() {
-			age := round3(st.At.Sub(w.LastProbe).Seconds())
+			age := round3(now.Sub(w.LastProbe).Seconds())
 			out[i].ProbeAge = &age
 		}
 	}

@@ -25,8 +25,9 @@ const MaxBody = 64 << 10
 // code, Content-Type contentType and body (at most MaxBody+1 bytes), by the
 // rules of spec section 3:
 //
-//   - healthy: a 2xx whose body is not JSON, or JSON whose "status" is
-//     absent or one of healthy, ok, pass, up;
+//   - healthy: a 2xx whose body is not JSON (an empty body included, whatever
+//     its content type), or JSON whose "status" is absent or one of healthy,
+//     ok, pass, up;
 //   - degraded: a 2xx with JSON "status" degraded or warn;
 //   - unhealthy: anything else: a non-2xx (503 included), a JSON "status"
 //     of unhealthy, fail, error, down or any unknown value, malformed JSON
@@ -73,8 +74,8 @@ func Classify(code int, contentType string, body []byte) lifecycle.ProbeResult {
 func readDocument(res *lifecycle.ProbeResult, contentType string, body []byte) (status *string, isJSON bool, parseErr string) {
 	declared := isJSONType(contentType)
 	trimmed := bytes.TrimSpace(body)
-	if !declared && (len(trimmed) == 0 || trimmed[0] != '{') {
-		return nil, false, ""
+	if len(trimmed) == 0 || (!declared && trimmed[0] != '{') {
+		return nil, false, "" // no body is not malformed JSON (a 204 under application/json)
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &doc); err != nil {
