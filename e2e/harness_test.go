@@ -118,6 +118,10 @@ func start(t *testing.T, env []string, name string, args ...string) *process {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}, env...)
 	p := &process{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
+	// Its own process group, so that stop also ends the processes it forks
+	// (uvicorn --workers N), which would otherwise hold the output pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
 	require.NoError(t, cmd.Start(), "starting %s", name)
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
@@ -129,14 +133,17 @@ func start(t *testing.T, env []string, name string, args ...string) *process {
 	return p
 }
 
-// stop kills the process by PID (if still running) and waits for it.
+// stop kills the process by PID, with the process group it leads (the
+// children it forked), and waits for it.
 func (p *process) stop() {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	p.cmd.Process.Kill()
+	// The group is the process's own while it is unreaped: its PID is
+	// still taken, so no other process can lead a group of that number.
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 

@@ -18,8 +18,9 @@ const (
 	// no socket), or a supervisor reported its exit.
 	EventStopped = "stopped"
 	// EventRestarted: between two answers the worker's reported
-	// uptime_seconds went backwards or its pid changed: one stop and one
-	// start that no probe saw (Reason: "uptime reset" or "pid changed").
+	// uptime_seconds went backwards, or its pid changed to a younger
+	// process: one stop and one start that no probe saw (Reason: "uptime
+	// reset" or "pid changed").
 	EventRestarted = "restarted"
 	// EventPoolUp: the pool has at least its minimum of workers up again.
 	EventPoolUp = "pool_up"

@@ -71,11 +71,13 @@ type ProbeResult struct {
 	Checks json.RawMessage
 }
 
-// restartSlack is how far a worker's reported uptime may fall short of what
-// the previous answer predicts (previous uptime plus the time between the
-// two answers, less this probe's latency) before obsproxy concludes that the
-// process restarted in between. It absorbs the gap between when the worker
-// computes its uptime and when obsproxy reads the answer.
+// restartSlack is how far a worker's reported uptime must go backwards, or
+// fall short of what the previous answer predicts, before obsproxy concludes
+// that the process restarted in between. It absorbs the start-up skew
+// between the processes of one multi-process listener (uvicorn --workers N
+// behind one port, answering probes in turn), whose uptimes are nearly
+// equal, and the gap between when a worker computes its uptime and when
+// obsproxy reads the answer.
 const restartSlack = time.Second
 
 // record is what the pool knows about one worker beyond its atomic state and
@@ -204,9 +206,10 @@ func (p *Pool) Events() []Event {
 //     worker never seen up becomes down at its first bad verdict. A draining
 //     worker is left to whoever drains it.
 //   - Process: an answer after none (or after a refusal) is a start; a
-//     refusal after an answer is a stop; between two answers, a changed pid
-//     or a reported uptime_seconds below what the previous one predicts is a
-//     restart, counted as one stop and one start.
+//     refusal after an answer is a stop; between two answers, a reported
+//     uptime_seconds that went backwards, or a changed pid from a younger
+//     process, is a restart, counted as one stop and one start (see
+//     restartReason).
 //
 // It is safe for concurrent use.
 func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
@@ -220,17 +223,16 @@ func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
 	switch {
 	case res.Refused:
 		if r.running {
-			p.processStopped(w, at, "connection refused")
+			reason := res.Detail // "connection refused", "no socket"
+			if reason == "" {
+				reason = "connection refused"
+			}
+			p.processStopped(w, at, reason)
 		}
 	case res.Answered:
 		restart := ""
 		if r.running {
-			switch {
-			case res.PID != 0 && r.pid != 0 && res.PID != r.pid:
-				restart = "pid changed"
-			case res.HasUptime && r.hasUptime && restarted(r, res):
-				restart = "uptime reset"
-			}
+			restart = restartReason(r, res)
 		}
 		startedAt := at
 		if res.HasUptime {
@@ -272,17 +274,35 @@ func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
 	}
 }
 
-// restarted reports whether res's uptime cannot belong to the process that
-// reported r.uptime: it went backwards, or it falls short of the previous
-// uptime plus the time since by more than restartSlack (plus the probe's
-// latency), which catches a restart even when the previous answer came from
-// a process only just started.
-func restarted(r *record, res ProbeResult) bool {
-	if res.Uptime < r.uptime {
-		return true
+// restartReason says why res cannot come from the process that gave the
+// previous answer, or returns "" when it can:
+//
+//   - "uptime reset": both answers report uptime_seconds and it went
+//     backwards by more than restartSlack;
+//   - "pid changed": the pid changed and, when both answers report
+//     uptime_seconds, the new one also falls short of the previous one plus
+//     the time between the answers by more than restartSlack plus this
+//     probe's latency: a younger process. This catches a quick restart of a
+//     young worker, whose uptime need not go backwards, while a changed pid
+//     with an uptime that kept pace is another process of the same
+//     multi-process listener (uvicorn --workers N behind one port), and a
+//     frozen uptime with the same pid is a cached answer: neither is a
+//     restart.
+func restartReason(r *record, res ProbeResult) string {
+	uptimes := res.HasUptime && r.hasUptime
+	if uptimes && res.Uptime+restartSlack.Seconds() < r.uptime {
+		return "uptime reset"
 	}
-	expected := r.uptime + res.At.Sub(r.uptimeAt).Seconds()
-	return res.Uptime+(restartSlack+res.Latency).Seconds() < expected
+	if res.PID == 0 || r.pid == 0 || res.PID == r.pid {
+		return ""
+	}
+	if uptimes {
+		expected := r.uptime + res.At.Sub(r.uptimeAt).Seconds()
+		if res.Uptime+(restartSlack+res.Latency).Seconds() >= expected {
+			return ""
+		}
+	}
+	return "pid changed"
 }
 
 // downReason is the event reason for a probe that took a worker down.

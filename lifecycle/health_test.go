@@ -332,18 +332,19 @@ func TestRestartDetection(t *testing.T) {
 		wantRestart string // "" for none
 	}{
 		{"uptime went backwards", probe{0, 100, 0, 0}, probe{2 * time.Second, 1.5, 0, 0}, "uptime reset"},
-		{"uptime went backwards a little", probe{0, 10, 0, 0}, probe{500 * time.Millisecond, 9.8, 0, 0}, "uptime reset"},
+		{"uptime backwards by more than the slack", probe{0, 10, 0, 0}, probe{500 * time.Millisecond, 8.9, 0, 0}, "uptime reset"},
+		{"uptime backwards within the slack", probe{0, 10, 0, 0}, probe{500 * time.Millisecond, 9.2, 0, 0}, ""},
 		{"uptime backwards with same pid", probe{0, 100, 7, 0}, probe{2 * time.Second, 1, 7, 0}, "uptime reset"},
-		{"pid changed", probe{0, 10, 100, 0}, probe{2 * time.Second, 12, 200, 0}, "pid changed"},
+		{"pid changed, uptime kept pace: another process of one listener", probe{0, 10, 100, 0}, probe{2 * time.Second, 12, 200, 0}, ""},
+		{"pid changed, uptime within slack of the pace", probe{0, 10, 100, 0}, probe{2 * time.Second, 11.1, 200, 0}, ""},
+		{"pid changed, younger process: a quick restart of a young worker", probe{0, 5.7, 100, 0}, probe{5 * time.Second, 5.0, 200, 0}, "pid changed"},
+		{"pid changed, latency widens the slack", probe{0, 10, 100, 0}, probe{5 * time.Second, 13.5, 200, 700 * time.Millisecond}, ""},
+		{"same pid, uptime short of the pace: no restart", probe{0, 5.7, 100, 0}, probe{5 * time.Second, 4.9, 100, 0}, ""},
 		{"pid changed without uptime", probe{0, -1, 100, 0}, probe{2 * time.Second, -1, 200, 0}, "pid changed"},
-		{"pid changed and uptime reset", probe{0, 10, 100, 0}, probe{2 * time.Second, 1, 200, 0}, "pid changed"},
-		{"restarted just after previous start", probe{0, 0.5, 0, 0}, probe{5 * time.Second, 2, 0, 0}, "uptime reset"},
-		{"short by more than slack", probe{0, 10, 0, 0}, probe{5 * time.Second, 13.9, 0, 0}, "uptime reset"},
-		{"short by less than slack", probe{0, 10, 0, 0}, probe{5 * time.Second, 14.1, 0, 0}, ""},
-		{"latency widens the slack", probe{0, 10, 0, 0}, probe{5 * time.Second, 13.5, 0, 700 * time.Millisecond}, ""},
-		{"same shortfall without latency", probe{0, 10, 0, 0}, probe{5 * time.Second, 13.5, 0, 0}, "uptime reset"},
+		{"pid changed and uptime reset", probe{0, 10, 100, 0}, probe{2 * time.Second, 1, 200, 0}, "uptime reset"},
+		{"frozen uptime: a cached answer", probe{0, 10, 0, 0}, probe{5 * time.Second, 10, 0, 0}, ""},
+		{"uptime short of the clock but not backwards", probe{0, 10, 0, 0}, probe{5 * time.Second, 11, 0, 0}, ""},
 		{"normal growth", probe{0, 10, 0, 0}, probe{2 * time.Second, 12.0, 0, 0}, ""},
-		{"normal growth with latency", probe{0, 10, 0, 0}, probe{2 * time.Second, 11.5, 0, 300 * time.Millisecond}, ""},
 		{"normal growth same pid", probe{0, 10, 42, 0}, probe{2 * time.Second, 12, 42, 0}, ""},
 		{"pid no longer reported", probe{0, 10, 42, 0}, probe{2 * time.Second, 12, 0, 0}, ""},
 		{"pid first reported", probe{0, 10, 0, 0}, probe{2 * time.Second, 12, 42, 0}, ""},
@@ -423,11 +424,35 @@ func TestPIDFirstReportedThenChanged(t *testing.T) {
 	f.pool.ObserveProbe(w, answer(f.clock.Now(), lifecycle.Healthy))
 	f.pool.ObserveProbe(w, answerUp(f.clock.Advance(time.Second), 10, 42))
 	assert.Equal(t, 42, f.status(t, 0).PID)
+	// With uptimes reported, the uptime decides: it grew, so the new pid is
+	// another process of the same listener, not a restart.
 	f.pool.ObserveProbe(w, answerUp(f.clock.Advance(time.Second), 11, 43))
 	st := f.status(t, 0)
 	assert.Equal(t, 43, st.PID)
+	assert.Equal(t, uint64(1), st.Started)
+	assert.Equal(t, uint64(0), st.Stopped)
+	f.pool.ObserveProbe(w, answerUp(f.clock.Advance(time.Second), 0.5, 44))
+	st = f.status(t, 0)
+	assert.Equal(t, 44, st.PID)
 	assert.Equal(t, uint64(2), st.Started)
 	assert.Equal(t, uint64(1), st.Stopped)
+}
+
+// A worker behind uvicorn --workers 2 answers probes from two processes in
+// turn: pids alternate, uptimes both grow. No restart is counted.
+func TestMultiProcessListenerIsNoRestart(t *testing.T) {
+	f := newFixture(t, 1, lifecycle.Config{})
+	w := f.worker(0)
+	for i := 0; i < 10; i++ {
+		pid, uptime := 100, 50.0+float64(i)
+		if i%2 == 1 {
+			pid, uptime = 101, 49.7+float64(i)
+		}
+		f.pool.ObserveProbe(w, answerUp(f.clock.Advance(time.Second), uptime, pid))
+	}
+	st := f.status(t, 0)
+	assert.Equal(t, uint64(1), st.Started)
+	assert.Equal(t, uint64(0), st.Stopped)
 }
 
 func TestAnswerAfterRefusalIsAPlainStart(t *testing.T) {

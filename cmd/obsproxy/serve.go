@@ -229,12 +229,11 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// shutdown is spec section 7's order (readiness is already off): drain
-// delay; stop accepting; let
-// in-flight requests finish within the shutdown timeout (a fresh context,
-// never the signal's); then close the streams (event streams, and the
-// upgraded connections that Server.Shutdown does not track). A second
-// signal exits at once with 1.
+// shutdown is spec section 7's order, readiness being off already: drain
+// delay; stop accepting; let in-flight requests finish within the shutdown
+// timeout (a fresh context, never the signal's); then close the streams
+// (event streams, and the upgraded connections that Server.Shutdown does not
+// track). A second signal exits at once with 1.
 func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 	done := make(chan int, 1)
 	go func() {
