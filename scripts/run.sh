@@ -2,10 +2,14 @@
 # The demo of `make run`: three uvicorn workers of examples/app on
 # 127.0.0.1:8001-8003 and obsproxy in front of them on :8080, admin on
 # 127.0.0.1:9090. Ctrl-C (or any exit) stops every process this script started.
+# It prints each worker's PID and the command that restarts it, for the
+# health walk-through of README.md and docs/health.md.
 set -euo pipefail
 bin=${1:-bin/obsproxy}
 cd "$(dirname "$0")/.."
+printf -v root '%q' "$PWD"
 pids=()
+restart=()
 cleanup() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -14,9 +18,11 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 for i in 1 2 3; do
-  WORKER_NAME=w$i /usr/bin/python3 -m uvicorn app:app --app-dir examples/app \
-    --host 127.0.0.1 --port 800$i --log-level warning &
+  cmd=(/usr/bin/python3 -m uvicorn app:app --app-dir examples/app
+    --host 127.0.0.1 --port "800$i" --log-level warning)
+  WORKER_NAME=w$i "${cmd[@]}" &
   pids+=($!)
+  restart+=("cd $root && WORKER_NAME=w$i ${cmd[*]}")
 done
 # Wait for the workers to answer before obsproxy takes traffic.
 for i in 1 2 3; do
@@ -31,10 +37,20 @@ export OBSPROXY_UPSTREAM_HEALTH_PATH="${OBSPROXY_UPSTREAM_HEALTH_PATH:-/api/v1/h
 export OBSPROXY_LOG_FORMAT="${OBSPROXY_LOG_FORMAT:-text}"
 cat <<MSG
 
-obsproxy is starting in front of 3 uvicorn workers (w1..w3 on 127.0.0.1:8001-8003):
-  proxy      http://localhost:8080/            (try /slow?seconds=5, /sse?count=5, /api/v1/health)
+obsproxy is starting in front of 3 uvicorn workers:
+  w1  pid ${pids[0]}  127.0.0.1:8001
+  w2  pid ${pids[1]}  127.0.0.1:8002
+  w3  pid ${pids[2]}  127.0.0.1:8003
+  proxy      http://localhost:8080/            (try /slow?seconds=5, /sse?count=5)
+  health     http://localhost:8080/health      (obsproxy's own: 200 healthy|degraded, 503 unhealthy)
+  liveness   http://localhost:8080/livez       (200 while obsproxy serves)
   metrics    http://127.0.0.1:9090/metrics
-Ctrl-C stops everything.
+To restart a worker you stopped (kill -9 <pid>), run its command in another terminal
+(Ctrl-C there stops it; Ctrl-C here does not):
+  ${restart[0]}
+  ${restart[1]}
+  ${restart[2]}
+Ctrl-C stops everything this script started. See docs/health.md.
 
 MSG
 "$bin" &
