@@ -74,6 +74,19 @@ func (l *eventLog) kinds(worker string, only ...string) []string {
 	return out
 }
 
+// eventsOf returns the pool's kept events whose kind is one of kinds, with
+// Seq zeroed so that tests compare the rest.
+func eventsOf(p *lifecycle.Pool, kinds ...string) []lifecycle.Event {
+	var out []lifecycle.Event
+	for _, e := range p.Events() {
+		if contains(kinds, e.Kind) {
+			e.Seq = 0
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -229,13 +242,7 @@ func TestUpAndDownEventReasons(t *testing.T) {
 	at4 := f.clock.Advance(time.Second)
 	f.pool.ObserveProbe(w, answer(at4, lifecycle.Unhealthy)) // no detail: the verdict
 
-	var got []lifecycle.Event
-	for _, e := range f.pool.Events() {
-		if e.Kind == lifecycle.EventUp || e.Kind == lifecycle.EventDown {
-			e.Seq = 0
-			got = append(got, e)
-		}
-	}
+	got := eventsOf(f.pool, lifecycle.EventUp, lifecycle.EventDown)
 	assert.Equal(t, []lifecycle.Event{
 		{Time: at1, Worker: "w0", Kind: lifecycle.EventUp, Reason: "degraded"},
 		{Time: at2, Worker: "w0", Kind: lifecycle.EventDown, Reason: "status 503"},
@@ -308,12 +315,7 @@ func TestProcessLifecycle(t *testing.T) {
 	assert.Equal(t, []string{lifecycle.EventStarted, lifecycle.EventStopped, lifecycle.EventStarted},
 		f.log.kinds("w0", processKinds...))
 
-	var stopped []lifecycle.Event
-	for _, e := range f.pool.Events() {
-		if e.Kind == lifecycle.EventStopped {
-			stopped = append(stopped, e)
-		}
-	}
+	stopped := eventsOf(f.pool, lifecycle.EventStopped)
 	require.Len(t, stopped, 1)
 	assert.Equal(t, stopAt, stopped[0].Time)
 	assert.Equal(t, "connection refused", stopped[0].Reason)
@@ -371,12 +373,7 @@ func TestRestartDetection(t *testing.T) {
 			st := f.status(t, 0)
 			assert.Equal(t, lifecycle.StateUp, st.State, "a restart between probes does not take the worker down")
 			assert.True(t, st.Running)
-			var restarts []lifecycle.Event
-			for _, e := range f.pool.Events() {
-				if e.Kind == lifecycle.EventRestarted {
-					restarts = append(restarts, e)
-				}
-			}
+			restarts := eventsOf(f.pool, lifecycle.EventRestarted)
 			if tc.wantRestart == "" {
 				assert.Equal(t, uint64(1), st.Started, "started")
 				assert.Equal(t, uint64(0), st.Stopped, "stopped")
@@ -611,13 +608,7 @@ func TestProcessStartedAndExited(t *testing.T) {
 	assert.Equal(t, uint64(1), st.Stopped)
 	assert.Equal(t, lifecycle.StateUp, st.State)
 
-	var got []lifecycle.Event
-	for _, e := range f.pool.Events() {
-		if contains(processKinds, e.Kind) || e.Kind == lifecycle.EventDown {
-			e.Seq = 0
-			got = append(got, e)
-		}
-	}
+	got := eventsOf(f.pool, append(processKinds, lifecycle.EventDown)...)
 	assert.Equal(t, []lifecycle.Event{
 		{Time: t0, Worker: "w0", Kind: lifecycle.EventStarted},
 		{Time: exitAt, Worker: "w0", Kind: lifecycle.EventStopped, Reason: "exit status 1"},
@@ -719,13 +710,7 @@ func TestPoolUptime(t *testing.T) {
 	require.True(t, f.pool.MarkDown(f.worker(2), "connect failed"))
 	assert.Equal(t, time.Duration(0), uptime())
 
-	var got []lifecycle.Event
-	for _, e := range f.pool.Events() {
-		if e.Kind == lifecycle.EventPoolUp || e.Kind == lifecycle.EventPoolDown {
-			e.Seq = 0
-			got = append(got, e)
-		}
-	}
+	got := eventsOf(f.pool, lifecycle.EventPoolUp, lifecycle.EventPoolDown)
 	assert.Equal(t, []lifecycle.Event{
 		{Time: upAt, Kind: lifecycle.EventPoolUp},
 		{Time: downAt, Kind: lifecycle.EventPoolDown},
