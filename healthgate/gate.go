@@ -37,12 +37,13 @@ const (
 type GateConfig struct {
 	// Pool is the pool whose state /health reports; required.
 	Pool *lifecycle.Pool
-	// Probes tells whether the first probe round has finished; required
-	// (a *Prober).
-	Probes interface{ FirstRoundDone() bool }
-	// Interval is the probe period: results older than three of them are
-	// stale (spec section 3); zero means 2 s.
-	Interval time.Duration
+	// Probes tells whether the first probe round has finished, and the
+	// probe period: results older than three periods are stale (spec
+	// section 3); required (a *Prober).
+	Probes interface {
+		FirstRoundDone() bool
+		Interval() time.Duration
+	}
 	// Verbose adds the per-worker "workers" array, with addresses, to the
 	// public body (OBSPROXY_HEALTH_VERBOSE).
 	Verbose bool
@@ -66,9 +67,6 @@ type Gate struct {
 func NewGate(cfg GateConfig) (*Gate, error) {
 	if cfg.Pool == nil || cfg.Probes == nil {
 		return nil, errors.New("creating health gate: no pool or prober")
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = 2 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -186,7 +184,7 @@ func (g *Gate) Report(verbose bool) Report {
 			degradedUp = true
 		}
 	}
-	stale := firstRound && now.Sub(freshest) > 3*g.cfg.Interval
+	stale := firstRound && now.Sub(freshest) > 3*g.cfg.Probes.Interval()
 	allUnhealthy := answered > 0 && reportsUnhealthy == answered
 
 	r := Report{

@@ -42,6 +42,9 @@ type fakeProbes struct{ done atomic.Bool }
 
 func (f *fakeProbes) FirstRoundDone() bool { return f.done.Load() }
 
+// Interval is the probe period the gate judges staleness by.
+func (f *fakeProbes) Interval() time.Duration { return gateInterval }
+
 var (
 	t0           = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	gateInterval = 2 * time.Second
@@ -70,7 +73,7 @@ func newGate(t *testing.T, n, minUp int, verbose bool) *gateFixture {
 	require.NoError(t, err)
 	probes := &fakeProbes{}
 	gate, err := NewGate(GateConfig{
-		Pool: pool, Probes: probes, Interval: gateInterval, Verbose: verbose,
+		Pool: pool, Probes: probes, Verbose: verbose,
 		Version: "0.3.0", Started: t0, Now: clock.Now,
 	})
 	require.NoError(t, err)
@@ -414,7 +417,7 @@ func TestGateUsesItsOwnClock(t *testing.T) {
 	gateClock := &fakeClock{t: t0}
 	probes := &fakeProbes{}
 	probes.done.Store(true)
-	g, err := NewGate(GateConfig{Pool: pool, Probes: probes, Interval: gateInterval, Now: gateClock.Now})
+	g, err := NewGate(GateConfig{Pool: pool, Probes: probes, Now: gateClock.Now})
 	require.NoError(t, err)
 	res := healthy(ms(1))
 	res.At = t0

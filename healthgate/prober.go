@@ -269,7 +269,7 @@ func (p *Prober) Kick(w *lifecycle.Worker) {
 // result: until then /health says "starting" (spec section 3).
 func (p *Prober) FirstRoundDone() bool { return p.firstDone.Load() >= int64(len(p.workers)) }
 
-// Interval returns the probe period.
+// Interval returns the probe period (ProberConfig.Interval, 2 s when zero).
 func (p *Prober) Interval() time.Duration { return p.cfg.Interval }
 
 var resultNames = [3]string{"healthy", "degraded", "unhealthy"}

@@ -76,7 +76,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.gate, err = healthgate.NewGate(healthgate.GateConfig{
-		Pool: a.pool, Probes: a.prober, Interval: cfg.HealthInterval, Verbose: cfg.HealthVerbose,
+		Pool: a.pool, Probes: a.prober, Verbose: cfg.HealthVerbose,
 		Version: version, Started: a.started,
 	})
 	if err != nil {
