@@ -22,7 +22,7 @@ func newTestHandler(token string, allow ...string) http.Handler {
 	for _, a := range allow {
 		prefixes = append(prefixes, netip.MustParsePrefix(a))
 	}
-	return NewHandler(Config{Gatherer: reg, Token: token, Allow: prefixes})
+	return NewHandler(Config{Gatherer: reg, Access: Access{Token: token, Allow: prefixes}})
 }
 
 func TestAdminAccess(t *testing.T) {

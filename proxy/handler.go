@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/obsproxy/obsproxy/lifecycle"
 )
@@ -183,6 +184,42 @@ func (h *Handler) Snapshot() (workers []WorkerSnapshot, none WorkerSnapshot) {
 		workers[i] = ws.snapshot(now)
 	}
 	return workers, h.none.snapshot(now)
+}
+
+// Latency is the request duration histogram (obsproxy_request_duration_seconds)
+// summed over every worker and "none": Bounds are the buckets' upper bounds
+// in seconds, ascending; Counts[i] is the cumulative count of requests that
+// took at most Bounds[i], and Counts[len(Bounds)] the count of all (the +Inf
+// bucket). It reads the histogram like a scrape does and allocates; it is
+// meant for the dashboard's sampler, not the request path. Safe for
+// concurrent use.
+func (h *Handler) Latency() (bounds []float64, counts []uint64) {
+	var m dto.Metric
+	add := func(ws *workerStats) {
+		m.Reset()
+		if err := ws.duration.(prometheus.Metric).Write(&m); err != nil || m.Histogram == nil {
+			return
+		}
+		hist := m.Histogram
+		if bounds == nil {
+			bounds = make([]float64, len(hist.Bucket))
+			counts = make([]uint64, len(hist.Bucket)+1)
+			for i, b := range hist.Bucket {
+				bounds[i] = b.GetUpperBound()
+			}
+		}
+		for i, b := range hist.Bucket {
+			if i < len(bounds) {
+				counts[i] += b.GetCumulativeCount()
+			}
+		}
+		counts[len(bounds)] += hist.GetSampleCount()
+	}
+	add(h.none)
+	for _, ws := range h.workers {
+		add(ws)
+	}
+	return bounds, counts
 }
 
 // ServeHTTP proxies r to a worker (spec section 4).

@@ -48,7 +48,9 @@ type app struct {
 	registry *prometheus.Registry
 	public   *http.Server
 	admin    *http.Server
-	logger   *slog.Logger
+	// adminPlane is the admin listener's handler; nil when it is off.
+	adminPlane *admin.Server
+	logger     *slog.Logger
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -126,10 +128,24 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		ErrorLog:          errorLog,
 	}
 	if cfg.AdminAddr != "" {
+		a.adminPlane, err = admin.New(admin.Config{
+			Gatherer: a.registry,
+			Sources: &admin.Sources{
+				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
+			},
+			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
+			DiagEnabled: cfg.DiagEnabled,
+			DiagAccess: admin.Access{
+				Token: cfg.DiagAuthToken, Allow: cfg.DiagAllowPrefixes, TrustForwardedFor: cfg.DiagTrustForwarded,
+			},
+			SampleInterval: cfg.SampleInterval,
+			Logger:         logger,
+		})
+		if err != nil {
+			return nil, err
+		}
 		a.admin = &http.Server{
-			Handler: admin.NewHandler(admin.Config{
-				Gatherer: a.registry, Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes, Logger: logger,
-			}),
+			Handler:           a.adminPlane,
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			IdleTimeout:       cfg.IdleTimeout,
 			ErrorLog:          errorLog,
@@ -193,9 +209,18 @@ func serve(cfg Config, stderr io.Writer) int {
 		defer close(probesDone)
 		a.prober.Run(probeCtx)
 	}()
+	// The dashboard's sampler runs and stops with the probes.
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		if a.adminPlane != nil {
+			a.adminPlane.Run(probeCtx)
+		}
+	}()
 	defer func() {
 		stopProbes()
 		<-probesDone
+		<-samplerDone
 	}()
 
 	errc := make(chan error, 2)

@@ -1,0 +1,238 @@
+package admin
+
+import (
+	"time"
+)
+
+// Snapshot is the body of GET /admin/api/observability and of every event
+// of its SSE stream (spec section 5): the state behind the dashboard at one
+// moment. Durations are seconds, latencies milliseconds; counters count
+// since obsproxy started. It may name worker addresses and error texts, so
+// it is served on the admin plane only.
+type Snapshot struct {
+	Timestamp time.Time `json:"timestamp"`
+	Version   string    `json:"version"`
+	// UptimeSeconds is how long obsproxy has run.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// SampleIntervalSeconds is OBSPROXY_SAMPLE_INTERVAL: the SSE period
+	// and the history's step.
+	SampleIntervalSeconds float64         `json:"sample_interval_seconds"`
+	Health                HealthView      `json:"health"`
+	Pool                  PoolView        `json:"pool"`
+	Connections           ConnectionsView `json:"connections"`
+	Requests              RequestsView    `json:"requests"`
+	Workers               []WorkerView    `json:"workers"`
+	Events                []EventView     `json:"events"`
+	History               []Point         `json:"history,omitempty"`
+}
+
+// HealthView is the public /health verdict (spec section 3) as the
+// dashboard shows it.
+type HealthView struct {
+	// Status is healthy, degraded or unhealthy.
+	Status string `json:"status"`
+	// Detail is why it is not healthy (healthgate's vocabulary); null
+	// when healthy.
+	Detail *string `json:"detail"`
+	// Draining is true once shutdown began.
+	Draining bool `json:"draining"`
+}
+
+// PoolView is the pool as a whole.
+type PoolView struct {
+	// Policy is the balancing policy (least_inflight, round_robin).
+	Policy string `json:"policy"`
+	Up     int    `json:"up"`
+	Total  int    `json:"total"`
+	// MinUp is OBSPROXY_MIN_HEALTHY_WORKERS.
+	MinUp int `json:"min_up"`
+	// UptimeSeconds is obsproxy_pool_uptime_seconds: how long the pool has
+	// had at least MinUp workers up without a break.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// States counts workers per state (up, down, unknown, draining).
+	States map[string]int `json:"states"`
+}
+
+// ConnectionsView counts client connections on the public listener.
+type ConnectionsView struct {
+	// Active is every open client connection, upgraded ones included
+	// (obsproxy_active_connections).
+	Active int64 `json:"active"`
+	// ByState counts open connections by http.ConnState: new, active (a
+	// request in progress), idle and hijacked (obsproxy_connections).
+	ByState map[string]int64 `json:"by_state"`
+	// AcceptedTotal counts connections accepted since start
+	// (obsproxy_connections_accepted_total).
+	AcceptedTotal uint64 `json:"accepted_total"`
+}
+
+// RequestsView sums the proxied requests over the pool.
+type RequestsView struct {
+	// Total is every finished request, "none" (no worker could take it)
+	// included.
+	Total uint64 `json:"total"`
+	// PerSecond is finished requests per second over the last sample
+	// period of this reader (the sampler's for the JSON snapshot, the
+	// stream's own for SSE); null before there are two readings.
+	PerSecond *float64 `json:"per_second"`
+	InFlight  int64    `json:"in_flight"`
+	Streams   int64    `json:"streams"`
+	// ErrorsTotal counts failed upstream exchanges; RetriesTotal requests
+	// retried away from a worker; NoWorkerTotal requests answered 503
+	// because no worker could take them.
+	ErrorsTotal   uint64 `json:"errors_total"`
+	RetriesTotal  uint64 `json:"retries_total"`
+	NoWorkerTotal uint64 `json:"no_worker_total"`
+	// LatencyP50MS and LatencyP95MS estimate the request duration
+	// quantiles over the same period as PerSecond, from the duration
+	// histogram's buckets (as histogram_quantile would); null when no
+	// request finished in it.
+	LatencyP50MS *float64 `json:"latency_p50_ms"`
+	LatencyP95MS *float64 `json:"latency_p95_ms"`
+}
+
+// WorkerView is one row of the per-worker table.
+type WorkerView struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// State is up, down, unknown or draining (traffic state).
+	State string `json:"state"`
+	// Health is the last probe's verdict: unknown, healthy, degraded or
+	// unhealthy.
+	Health string `json:"health"`
+	// Detail is the last probe's detail (an error text or the worker's
+	// own status); DownReason why the worker left traffic.
+	Detail     string `json:"detail,omitempty"`
+	DownReason string `json:"down_reason,omitempty"`
+	// Running is true while the worker's process is known to run.
+	Running  bool  `json:"running"`
+	InFlight int64 `json:"in_flight"`
+	// OldestInFlightSeconds is the age of the oldest request in flight
+	// (the stuck-worker signal); 0 when none.
+	OldestInFlightSeconds float64 `json:"oldest_in_flight_seconds"`
+	Requests              uint64  `json:"requests"`
+	// RequestsPerSecond is over the same period as RequestsView.PerSecond;
+	// null before there are two readings.
+	RequestsPerSecond *float64 `json:"requests_per_second"`
+	Errors            uint64   `json:"errors"`
+	Retries           uint64   `json:"retries"`
+	Streams           int64    `json:"streams"`
+	// UptimeSeconds is obsproxy_worker_uptime_seconds; Started and
+	// Stopped its lifecycle counters; PID the last reported process id
+	// (omitted when unknown).
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Started       uint64  `json:"started"`
+	Stopped       uint64  `json:"stopped"`
+	PID           int     `json:"pid,omitempty"`
+	// LastProbeLatencyMS and LastProbeAgeSeconds describe the last probe;
+	// null before the first.
+	LastProbeLatencyMS  *float64 `json:"last_probe_latency_ms"`
+	LastProbeAgeSeconds *float64 `json:"last_probe_age_seconds"`
+}
+
+// EventView is one lifecycle event (lifecycle.Event).
+type EventView struct {
+	Seq    uint64    `json:"seq"`
+	Time   time.Time `json:"time"`
+	Worker string    `json:"worker"`
+	Kind   string    `json:"kind"`
+	Reason string    `json:"reason"`
+}
+
+// Point is one step of the rolling charts' history: t is the Unix time in
+// milliseconds; the rest as in RequestsView and ConnectionsView.
+type Point struct {
+	T            int64    `json:"t"`
+	PerSecond    *float64 `json:"per_second"`
+	InFlight     int64    `json:"in_flight"`
+	Connections  int64    `json:"connections"`
+	Streams      int64    `json:"streams"`
+	WorkersUp    int      `json:"workers_up"`
+	LatencyP50MS *float64 `json:"latency_p50_ms"`
+	LatencyP95MS *float64 `json:"latency_p95_ms"`
+}
+
+// maxEvents is how many of the newest lifecycle events a Snapshot carries.
+const maxEvents = 100
+
+// snapshot renders r with its rates rt.
+func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot {
+	total, errs, retries, inFlight, streams := r.totals()
+	snap := Snapshot{
+		Timestamp:             r.at.UTC(),
+		Version:               s.Version,
+		UptimeSeconds:         round3(r.at.Sub(s.Started).Seconds()),
+		SampleIntervalSeconds: interval.Seconds(),
+		Health: HealthView{
+			Status: r.health.Status, Detail: r.health.Detail, Draining: s.Gate.Draining(),
+		},
+		Pool: PoolView{
+			Policy: s.Pool.Policy().String(), Up: r.pool.Up, Total: r.pool.Total, MinUp: r.pool.MinUp,
+			UptimeSeconds: round3(r.pool.Uptime.Seconds()), States: map[string]int{},
+		},
+		Connections: ConnectionsView{
+			Active: r.active, AcceptedTotal: r.accept,
+			ByState: map[string]int64{"new": r.conns[0], "active": r.conns[1], "idle": r.conns[2], "hijacked": r.conns[3]},
+		},
+		Requests: RequestsView{
+			Total: total, InFlight: inFlight, Streams: streams,
+			ErrorsTotal: errs, RetriesTotal: retries, NoWorkerTotal: r.none.Requests,
+			LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
+		},
+		Workers: make([]WorkerView, len(r.pool.Workers)),
+		Events:  make([]EventView, 0, min(len(r.events), maxEvents)),
+	}
+	if rt.valid {
+		v := round3(rt.perSecond)
+		snap.Requests.PerSecond = &v
+	}
+	for _, st := range []string{"up", "down", "unknown", "draining"} {
+		snap.Pool.States[st] = 0
+	}
+	for i, ws := range r.pool.Workers {
+		row := WorkerView{
+			Name: ws.Name, Address: ws.Address, State: ws.State.String(), Health: ws.Health.String(),
+			Detail: ws.Detail, DownReason: ws.DownReason, Running: ws.Running,
+			UptimeSeconds: round3(ws.Uptime.Seconds()), Started: ws.Started, Stopped: ws.Stopped, PID: ws.PID,
+		}
+		if ws.Network == "unix" {
+			row.Address = "unix:" + ws.Address
+		}
+		snap.Pool.States[row.State]++
+		if i < len(r.workers) {
+			pw := r.workers[i]
+			row.InFlight, row.Requests, row.Errors, row.Retries, row.Streams = pw.InFlight, pw.Requests, pw.Errors, pw.Retries, pw.Streams
+			row.OldestInFlightSeconds = round3(pw.OldestInFlight.Seconds())
+		}
+		if rt.valid && i < len(rt.perWorker) {
+			v := round3(rt.perWorker[i])
+			row.RequestsPerSecond = &v
+		}
+		if !ws.LastProbe.IsZero() {
+			ms := round3(float64(ws.Latency) / float64(time.Millisecond))
+			age := round3(max(0, r.at.Sub(ws.LastProbe).Seconds()))
+			row.LastProbeLatencyMS, row.LastProbeAgeSeconds = &ms, &age
+		}
+		snap.Workers[i] = row
+	}
+	// Newest first: the event log reads top down.
+	for i := len(r.events) - 1; i >= 0 && len(snap.Events) < maxEvents; i-- {
+		e := r.events[i]
+		snap.Events = append(snap.Events, EventView{Seq: e.Seq, Time: e.Time.UTC(), Worker: e.Worker, Kind: e.Kind, Reason: e.Reason})
+	}
+	return snap
+}
+
+// point is the history step for r with its rates rt.
+func point(r reading, rt rates) Point {
+	_, _, _, inFlight, streams := r.totals()
+	p := Point{
+		T: r.at.UnixMilli(), InFlight: inFlight, Connections: r.active, Streams: streams, WorkersUp: r.pool.Up,
+		LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
+	}
+	if rt.valid {
+		v := round3(rt.perSecond)
+		p.PerSecond = &v
+	}
+	return p
+}
