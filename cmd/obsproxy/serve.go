@@ -51,6 +51,8 @@ type app struct {
 	// adminPlane is the admin listener's handler; nil when it is off.
 	adminPlane *admin.Server
 	logger     *slog.Logger
+	// pusher pushes the registry to OBSPROXY_PUSH_URL; nil when unset.
+	pusher *pusher
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -119,6 +121,13 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 		}, func() float64 { return 1 }),
 	)
+	if cfg.PushURL != "" {
+		a.pusher, err = newPusher(pushConfig{URL: cfg.PushURL, Interval: cfg.PushInterval, Labels: cfg.PushLabels,
+			Gatherer: a.registry, Registerer: a.registry, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	a.public = &http.Server{
 		Handler:           a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy),
@@ -233,11 +242,13 @@ func serve(cfg Config, stderr io.Writer) int {
 	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
 		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
+	a.pusher.Start()
 
 	select {
 	case err := <-errc:
 		logger.Error("serving", "err", err)
 		a.closeAll()
+		a.pusher.Stop()
 		return exitFailure
 	case sig := <-sigs:
 		// Readiness off first, at once (spec section 7).
@@ -258,7 +269,8 @@ func addrOf(ln net.Listener) string {
 // delay; stop accepting; let in-flight requests finish within the shutdown
 // timeout (a fresh context, never the signal's); then close the streams
 // (event streams, and the upgraded connections that Server.Shutdown does not
-// track). A second signal exits at once with 1.
+// track); then send the final metrics push. A second signal exits at once
+// with 1.
 func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 	done := make(chan int, 1)
 	go func() {
@@ -291,6 +303,8 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		if a.admin != nil {
 			a.admin.Close()
 		}
+		// The last push, after the streams are closed (spec section 7).
+		a.pusher.Final()
 		done <- code
 	}()
 	select {
