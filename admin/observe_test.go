@@ -452,3 +452,15 @@ func TestDashboardPage(t *testing.T) {
 	assert.NotContains(t, string(body), "http://", "no outside resource")
 	assert.NotContains(t, string(body), "https://", "no outside resource")
 }
+
+func TestSSEHead(t *testing.T) {
+	p := newPlane(t, Config{SampleInterval: time.Second})
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Head(p.adm.URL + "/admin/api/observability/sse")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	require.Eventually(t, func() bool { return p.admin.streams.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"a HEAD does not hold a stream open")
+}
