@@ -5,7 +5,7 @@ VERSION       ?= 0.1.0-dev
 LDFLAGS       := -s -w -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps build run test unit e2e lint fmt clean
+.PHONY: all deps build run test unit e2e lint fmt docs clean
 
 all: build
 
@@ -41,6 +41,10 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## docs: regenerate docs/configuration.md from the Config struct tags (go test fails while it is out of date)
+docs:
+	$(GO) test ./cmd/obsproxy -run '^TestConfigDoc$$' -count=1 -update
 
 clean:
 	rm -rf bin

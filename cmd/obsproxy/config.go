@@ -41,45 +41,45 @@ const envPrefix = "OBSPROXY_"
 // fills them with the parsed forms of the string settings above them, so
 // that nothing after loadConfig parses a setting again.
 type Config struct {
-	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080" help:"public listener address" accept:"host:port, e.g. :8080 or 127.0.0.1:8080"`
-	Upstreams  string `env:"UPSTREAMS" envDefault:"http://127.0.0.1:8000" help:"comma-separated workers, each [name=]URL with URL http://host:port, h2c://host:port or unix:/path.sock" accept:"comma-separated [name=]URL, URL one of http://host:port, h2c://host:port, unix:/path.sock"`
-	LBPolicy   string `env:"LB_POLICY" envDefault:"least_inflight" help:"load-balancing policy: least_inflight (fewest in-flight requests, ties round-robin) or round_robin" accept:"least_inflight or round_robin"`
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080" help:"public listener address" accept:"host:port, e.g. :8080 or 127.0.0.1:8080" group:"listener"`
+	Upstreams  string `env:"UPSTREAMS" envDefault:"http://127.0.0.1:8000" help:"comma-separated workers, each [name=]URL with URL http://host:port, h2c://host:port or unix:/path.sock" accept:"comma-separated [name=]URL, URL one of http://host:port, h2c://host:port, unix:/path.sock" group:"listener"`
+	LBPolicy   string `env:"LB_POLICY" envDefault:"least_inflight" help:"load-balancing policy: least_inflight (fewest in-flight requests, ties round-robin) or round_robin" accept:"least_inflight or round_robin" group:"listener"`
 
-	HealthPath         string        `env:"HEALTH_PATH" envDefault:"/health" help:"public fail-closed health endpoint (not proxied)" accept:"an absolute path starting with /"`
-	LivenessPath       string        `env:"LIVENESS_PATH" envDefault:"/livez" help:"public liveness endpoint: 200 while the process serves (not proxied)" accept:"an absolute path starting with /"`
-	UpstreamHealthPath string        `env:"UPSTREAM_HEALTH_PATH" envDefault:"/health" help:"path probed on every worker" accept:"an absolute path starting with /"`
-	HealthInterval     time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"probe period" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	HealthTimeout      time.Duration `env:"HEALTH_TIMEOUT" envDefault:"1s" help:"per-probe timeout (may exceed the interval; a worker never has two probes in flight)" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	HealthRise         int           `env:"HEALTH_RISE" envDefault:"1" help:"consecutive good probes to mark a worker up" accept:"an integer from 1 to 100"`
-	HealthFall         int           `env:"HEALTH_FALL" envDefault:"1" help:"consecutive bad probes to mark a worker down" accept:"an integer from 1 to 100"`
-	MinHealthyWorkers  int           `env:"MIN_HEALTHY_WORKERS" envDefault:"1" help:"fewer workers up than this makes /health unhealthy" accept:"an integer from 1 to the number of workers"`
-	HealthVerbose      bool          `env:"HEALTH_VERBOSE" envDefault:"false" help:"include per-worker detail in the public /health body" accept:"true or false"`
+	HealthPath         string        `env:"HEALTH_PATH" envDefault:"/health" help:"public fail-closed health endpoint (not proxied)" accept:"an absolute path starting with /" group:"health"`
+	LivenessPath       string        `env:"LIVENESS_PATH" envDefault:"/livez" help:"public liveness endpoint: 200 while the process serves (not proxied)" accept:"an absolute path starting with /" group:"health"`
+	UpstreamHealthPath string        `env:"UPSTREAM_HEALTH_PATH" envDefault:"/health" help:"path probed on every worker" accept:"an absolute path starting with /" group:"health"`
+	HealthInterval     time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"probe period" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"health"`
+	HealthTimeout      time.Duration `env:"HEALTH_TIMEOUT" envDefault:"1s" help:"per-probe timeout (may exceed the interval; a worker never has two probes in flight)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"health"`
+	HealthRise         int           `env:"HEALTH_RISE" envDefault:"1" help:"consecutive good probes to mark a worker up" accept:"an integer from 1 to 100" group:"health"`
+	HealthFall         int           `env:"HEALTH_FALL" envDefault:"1" help:"consecutive bad probes to mark a worker down" accept:"an integer from 1 to 100" group:"health"`
+	MinHealthyWorkers  int           `env:"MIN_HEALTHY_WORKERS" envDefault:"1" help:"fewer workers up than this makes /health unhealthy" accept:"an integer from 1 to the number of workers" group:"health"`
+	HealthVerbose      bool          `env:"HEALTH_VERBOSE" envDefault:"false" help:"include per-worker detail in the public /health body" accept:"true or false" group:"health"`
 
-	AdminAddr          string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:9090" help:"admin listener (/metrics, /admin/, /diag); empty disables it" accept:"host:port, or empty to disable"`
-	AdminToken         string `env:"ADMIN_TOKEN" help:"bearer token admitted to every admin route but /diag" accept:"a non-blank string of printable characters without surrounding spaces"`
-	AdminIPAllowlist   string `env:"ADMIN_IP_ALLOWLIST" help:"comma-separated IPs and CIDRs admitted to every admin route but /diag" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1"`
-	DiagEnabled        bool   `env:"DIAG_ENABLED" envDefault:"false" help:"serve /diag on the admin listener (404 while false)" accept:"true or false"`
-	DiagAuthToken      string `env:"DIAG_AUTH_TOKEN" help:"bearer token admitted to /diag" accept:"a non-blank string of printable characters without surrounding spaces"`
-	DiagIPAllowlist    string `env:"DIAG_IP_ALLOWLIST" help:"comma-separated IPs and CIDRs admitted to /diag" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1"`
-	DiagTrustForwarded bool   `env:"DIAG_TRUST_FORWARDED_FOR" envDefault:"false" help:"use the left-most X-Forwarded-For as the /diag client IP" accept:"true or false"`
-	TrustedProxies     string `env:"TRUSTED_PROXIES" help:"CIDRs whose X-Forwarded-For is kept and extended; from anyone else it is replaced by the peer address" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1"`
-	MaxConnections     int    `env:"MAX_CONNECTIONS" envDefault:"0" help:"cap on open client connections (0: none)" accept:"an integer >= 0"`
+	AdminAddr          string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:9090" help:"admin listener (/metrics, /admin/, /diag); empty disables it" accept:"host:port, or empty to disable" group:"admin"`
+	AdminToken         string `env:"ADMIN_TOKEN" help:"bearer token admitted to every admin route but /diag" accept:"a non-blank string of printable characters without surrounding spaces" group:"admin"`
+	AdminIPAllowlist   string `env:"ADMIN_IP_ALLOWLIST" help:"comma-separated IPs and CIDRs admitted to every admin route but /diag" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"admin"`
+	DiagEnabled        bool   `env:"DIAG_ENABLED" envDefault:"false" help:"serve /diag on the admin listener (404 while false)" accept:"true or false" group:"admin"`
+	DiagAuthToken      string `env:"DIAG_AUTH_TOKEN" help:"bearer token admitted to /diag" accept:"a non-blank string of printable characters without surrounding spaces" group:"admin"`
+	DiagIPAllowlist    string `env:"DIAG_IP_ALLOWLIST" help:"comma-separated IPs and CIDRs admitted to /diag" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"admin"`
+	DiagTrustForwarded bool   `env:"DIAG_TRUST_FORWARDED_FOR" envDefault:"false" help:"use the left-most X-Forwarded-For as the /diag client IP" accept:"true or false" group:"admin"`
+	TrustedProxies     string `env:"TRUSTED_PROXIES" help:"CIDRs whose X-Forwarded-For is kept and extended; from anyone else it is replaced by the peer address" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"clients"`
+	MaxConnections     int    `env:"MAX_CONNECTIONS" envDefault:"0" help:"cap on open client connections (0: none)" accept:"an integer >= 0" group:"clients"`
 
-	ReadHeaderTimeout       time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" help:"time allowed to read a client's request headers" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	IdleTimeout             time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s" help:"how long an idle client keep-alive connection stays open" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	UpstreamDialTimeout     time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"2s" help:"time allowed to connect to a worker" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	UpstreamResponseTimeout time.Duration `env:"UPSTREAM_RESPONSE_TIMEOUT" envDefault:"60s" help:"time allowed for a worker's response headers" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	DrainDelay              time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, how long /health reports draining before the listener stops accepting" accept:"a Go duration >= 0 such as 0s, 5s"`
-	ShutdownTimeout         time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long in-flight requests may take to finish on shutdown" accept:"a positive Go duration such as 500ms, 2s, 1m"`
-	SampleInterval          time.Duration `env:"SAMPLE_INTERVAL" envDefault:"1s" help:"dashboard / SSE sampling period" accept:"a Go duration from 100ms to 1m"`
+	ReadHeaderTimeout       time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" help:"time allowed to read a client's request headers" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"timeouts"`
+	IdleTimeout             time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s" help:"how long an idle client keep-alive connection stays open" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"timeouts"`
+	UpstreamDialTimeout     time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"2s" help:"time allowed to connect to a worker" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"timeouts"`
+	UpstreamResponseTimeout time.Duration `env:"UPSTREAM_RESPONSE_TIMEOUT" envDefault:"60s" help:"time allowed for a worker's response headers" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"timeouts"`
+	DrainDelay              time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, how long /health reports draining before the listener stops accepting" accept:"a Go duration >= 0 such as 0s, 5s" group:"shutdown"`
+	ShutdownTimeout         time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long in-flight requests may take to finish on shutdown" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"shutdown"`
+	SampleInterval          time.Duration `env:"SAMPLE_INTERVAL" envDefault:"1s" help:"dashboard / SSE sampling period" accept:"a Go duration from 100ms to 1m" group:"dashboard"`
 
-	PushURL         string        `env:"PUSH_URL" help:"VictoriaMetrics-compatible import URL (.../api/v1/import/prometheus) to push metrics to; empty disables push" accept:"an http:// or https:// URL, or empty"`
-	PushInterval    time.Duration `env:"PUSH_INTERVAL" envDefault:"10s" help:"metrics push period" accept:"a Go duration of at least 1s"`
-	PushExtraLabels string        `env:"PUSH_EXTRA_LABELS" help:"labels added to every pushed series, as name=\"value\",name2=\"value2\"" accept:"comma-separated name=\"value\" pairs with Prometheus label names"`
+	PushURL         string        `env:"PUSH_URL" help:"VictoriaMetrics-compatible import URL (.../api/v1/import/prometheus) to push metrics to; empty disables push" accept:"an http:// or https:// URL, or empty" group:"push"`
+	PushInterval    time.Duration `env:"PUSH_INTERVAL" envDefault:"10s" help:"metrics push period" accept:"a Go duration of at least 1s" group:"push"`
+	PushExtraLabels string        `env:"PUSH_EXTRA_LABELS" help:"labels added to every pushed series, as name=\"value\",name2=\"value2\"" accept:"comma-separated name=\"value\" pairs with Prometheus label names" group:"push"`
 
-	AccessLog bool   `env:"ACCESS_LOG" envDefault:"false" help:"log one line per proxied request (never query strings or header values)" accept:"true or false"`
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"log level" accept:"debug, info, warn or error"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log format on stderr" accept:"json or text"`
+	AccessLog bool   `env:"ACCESS_LOG" envDefault:"false" help:"log one line per proxied request (never query strings or header values)" accept:"true or false" group:"logging"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"log level" accept:"debug, info, warn or error" group:"logging"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log format on stderr" accept:"json or text" group:"logging"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
