@@ -5,7 +5,7 @@ VERSION       ?= 0.1.0-dev
 LDFLAGS       := -s -w -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps build run test unit e2e lint fmt docs clean
+.PHONY: all deps build run test unit e2e fuzz lint fmt docs clean
 
 all: build
 
@@ -22,10 +22,18 @@ build:
 run: deps build
 	@scripts/run.sh $(BIN)
 
-## test: vet, unit tests with -race, and the end-to-end tests against real uvicorn/hypercorn workers
+## test: vet, unit tests with -race, the end-to-end tests against real uvicorn/hypercorn workers, and short fuzz runs
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCredentialsMatch$$' -fuzztime $(FUZZTIME) ./admin
+	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./admin
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePrefixes$$' -fuzztime $(FUZZTIME) ./cmd/obsproxy
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)

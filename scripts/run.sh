@@ -44,7 +44,9 @@ obsproxy is starting in front of 3 uvicorn workers:
   proxy      http://localhost:8080/            (try /slow?seconds=5, /sse?count=5)
   health     http://localhost:8080/health      (obsproxy's own: 200 healthy|degraded, 503 unhealthy)
   liveness   http://localhost:8080/livez       (200 while obsproxy serves)
+  dashboard  http://127.0.0.1:9090/admin/      (live: cards, charts, workers, lifecycle events)
   metrics    http://127.0.0.1:9090/metrics
+  snapshot   http://127.0.0.1:9090/admin/api/observability   (the dashboard's JSON; /sse streams it)
 To restart a worker you stopped (kill -9 <pid>), run its command in another terminal
 (Ctrl-C there stops it; Ctrl-C here does not):
   ${restart[0]}
