@@ -5,7 +5,7 @@ VERSION       ?= 0.1.0-dev
 LDFLAGS       := -s -w -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps build run test unit e2e fuzz lint fmt docs clean
+.PHONY: all deps build run test unit e2e fuzz lint fmt docs bench clean
 
 all: build
 
@@ -53,6 +53,10 @@ fmt:
 ## docs: regenerate docs/configuration.md from the Config struct tags (go test fails while it is out of date)
 docs:
 	$(GO) test ./cmd/obsproxy -run '^TestConfigDoc$$' -count=1 -update
+
+## bench: nginx, HAProxy, Caddy, a bare ReverseProxy and obsproxy side by side on loopback (docs/performance.md); ROUNDS=1 DURATION=3 for a quick run
+bench:
+	@GO=$(GO) bench/run.sh
 
 clean:
 	rm -rf bin
