@@ -142,8 +142,13 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 		}
 		return
 	}
-	out.Header[hdrForwardedFor] = []string{peer}
-	out.Header[hdrForwardedHost] = []string{in.Host}
+	// One allocation for both values: each header gets a one-element,
+	// full-capacity slice of it, so an append elsewhere cannot reach the
+	// other's element.
+	vals := [2]string{peer, in.Host}
+	both := vals[:]
+	out.Header[hdrForwardedFor] = both[0:1:1]
+	out.Header[hdrForwardedHost] = both[1:2:2]
 	out.Header[hdrForwardedProto] = protoHTTP
 }
 

@@ -8,24 +8,25 @@ import (
 )
 
 // bufferPool is the httputil.BufferPool shared by every worker's proxy:
-// 32 KiB copy buffers, reused across requests.
+// 32 KiB copy buffers, reused across requests. It pools pointers to arrays,
+// so that neither Get nor Put allocates (pooling a *[]byte would allocate
+// the slice header on every Put).
 type bufferPool struct{ p sync.Pool }
 
 const copyBufferSize = 32 << 10
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, copyBufferSize)
+	return new([copyBufferSize]byte)[:]
 }
 
 func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) != copyBufferSize {
 		return
 	}
-	buf = buf[:copyBufferSize]
-	b.p.Put(&buf)
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
 type descs struct {
