@@ -70,15 +70,6 @@ func CredentialsMatch(authorization, token string) bool {
 	return false
 }
 
-// BearerMatches reports whether an Authorization header value is
-// `Bearer <token>` (RFC 6750 section 2.1; the scheme is case-insensitive),
-// comparing the token in constant time. An empty token never matches.
-func BearerMatches(authorization string, token []byte) bool {
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(authorization), " ")
-	return len(token) > 0 && strings.EqualFold(scheme, "Bearer") &&
-		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(rest)), token) == 1
-}
-
 // ClientIP returns the client address of a request: the IP of remoteAddr
 // (ip:port, as in http.Request.RemoteAddr), or, when trustForwarded is true
 // and X-Forwarded-For is present, its left-most element (the original
@@ -121,12 +112,4 @@ func Contains(prefixes []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// PeerAllowed reports whether the IP of remoteAddr (ip:port, as in
-// http.Request.RemoteAddr) is inside one of prefixes. IPv4-mapped IPv6
-// addresses are compared as IPv4.
-func PeerAllowed(prefixes []netip.Prefix, remoteAddr string) bool {
-	ip, ok := parseHost(remoteAddr)
-	return ok && Contains(prefixes, ip)
 }

@@ -212,7 +212,7 @@ func TestSamplerHistory(t *testing.T) {
 	}
 	assert.Equal(t, 4.0, sum, "the four requests show up once, in the step after them")
 
-	rt, _, ok := s.latest()
+	rt, ok := s.latest()
 	assert.True(t, ok)
 	assert.True(t, rt.valid)
 }

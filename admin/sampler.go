@@ -25,7 +25,6 @@ type sampler struct {
 	next    int     // where the next point goes
 	full    bool
 	last    rates
-	lastRdg reading
 	hasLast bool
 }
 
@@ -59,7 +58,7 @@ func (s *sampler) step() {
 	s.ring[s.next] = p
 	s.next = (s.next + 1) % len(s.ring)
 	s.full = s.full || s.next == 0
-	s.last, s.lastRdg, s.hasLast = rt, r, true
+	s.last, s.hasLast = rt, true
 	s.mu.Unlock()
 }
 
@@ -75,10 +74,10 @@ func (s *sampler) history() []Point {
 	return append(out, s.ring[:s.next]...)
 }
 
-// latest returns the rates of the last step and its reading; ok is false
-// before the first step.
-func (s *sampler) latest() (rt rates, r reading, ok bool) {
+// latest returns the rates of the last step; ok is false before the first
+// step.
+func (s *sampler) latest() (rt rates, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last, s.lastRdg, s.hasLast
+	return s.last, s.hasLast
 }

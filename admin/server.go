@@ -101,16 +101,6 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// NewHandler returns a Server's handler for cfg, panicking on an invalid
-// cfg; it is kept for callers that serve /metrics only.
-func NewHandler(cfg Config) http.Handler {
-	s, err := New(cfg)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Run samples the sources every SampleInterval for the dashboard's chart
 // history until ctx ends. Without Sources it returns at once.
 func (s *Server) Run(ctx context.Context) {
@@ -180,7 +170,7 @@ func (s *Server) serveDiag(w http.ResponseWriter, r *http.Request) {
 // serveSnapshot is GET /admin/api/observability: the state now, with the
 // rates of the sampler's last step and the chart history.
 func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
-	rt, _, _ := s.sampler.latest()
+	rt, _ := s.sampler.latest()
 	snap := s.cfg.Sources.snapshot(s.cfg.Sources.read(s.cfg.Now()), rt, s.cfg.SampleInterval)
 	snap.History = s.sampler.history()
 	s.writeJSON(w, snap)
@@ -215,7 +205,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	var series rater
 	first := s.cfg.Sources.read(s.cfg.Now())
 	series.next(first)
-	firstRates, _, _ := s.sampler.latest()
+	firstRates, _ := s.sampler.latest()
 	id := uint64(0)
 	send := func(rd reading, rt rates) bool {
 		id++
