@@ -13,30 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 
-pkgs=(nginx haproxy caddy wrk python3-uvicorn python3-fastapi)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian packages: ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  # Package installs would start nginx and haproxy as system services: a
-  # temporary policy-rc.d keeps them stopped (only when none exists).
-  policy=/usr/sbin/policy-rc.d
-  made_policy=""
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-    $sudo chmod 755 "$policy"
-    made_policy=1
-  fi
-  install_rc=0
-  { $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; } >&2 || install_rc=$?
-  [ -z "$made_policy" ] || $sudo rm -f "$policy"
-  [ "$install_rc" -eq 0 ] || { echo "bench: installing ${missing[*]} failed" >&2; exit 1; }
-fi
+# Package installs would start nginx and haproxy as system services:
+# scripts/deps.sh keeps them stopped. Its progress goes to stderr, since
+# stdout carries the tables.
+scripts/deps.sh nginx haproxy caddy wrk python3-uvicorn python3-fastapi >&2
 
 # 5,000 idle connections and their upstream side need more than 1,024 files.
 ulimit -Hn 65536 2>/dev/null || true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that `make run` and `make test` need, only when
 # one is missing, without prompting. Needs root (or sudo) only to install.
+# With arguments, installs those packages instead (bench/run.sh does).
 #
 # Services that Debian packages would start on install (prometheus on :9090,
 # victoria-metrics on :8428) are kept stopped with a temporary policy-rc.d:
@@ -14,6 +15,7 @@ pkgs=(
   victoria-metrics    # the push e2e test
   docker-compose      # `docker-compose config -q` on docker-compose.yml
 )
+[ $# -eq 0 ] || pkgs=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
