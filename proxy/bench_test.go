@@ -59,6 +59,21 @@ func newTunedBareProxy(tb testing.TB, addr string) *httputil.ReverseProxy {
 // newLoopbackHandler is obsproxy's Handler with its own tuned transport, in
 // front of addr.
 func newLoopbackHandler(tb testing.TB, addr string) *Handler {
+	return newLoopbackHandlerWith(tb, addr, nil)
+}
+
+// newLoopbackNetHTTPHandler is newLoopbackHandler with net/http.Transport
+// for every request instead of the lean HTTP/1.1 path, as before it existed.
+func newLoopbackNetHTTPHandler(tb testing.TB, addr string) *Handler {
+	return newLoopbackHandlerWith(tb, addr, func(w *lifecycle.Worker) http.RoundTripper {
+		t := newNetHTTPTransport(w, Config{DialTimeout: 2 * time.Second, ResponseTimeout: 60 * time.Second,
+			IdleConnTimeout: 4 * time.Second, MaxIdleConnsPerWorker: 256})
+		tb.Cleanup(t.CloseIdleConnections)
+		return t
+	})
+}
+
+func newLoopbackHandlerWith(tb testing.TB, addr string, transport func(*lifecycle.Worker) http.RoundTripper) *Handler {
 	pool, err := lifecycle.NewPool(lifecycle.Config{
 		Workers:      []lifecycle.WorkerConfig{{Name: "w1", Network: "tcp", Address: addr}},
 		InitialState: lifecycle.StateUp,
@@ -67,7 +82,7 @@ func newLoopbackHandler(tb testing.TB, addr string) *Handler {
 	// cmd/obsproxy's defaults: a 2 s dial timeout and a 60 s response
 	// timeout (which costs the transport a timer per request).
 	h, err := New(Config{Pool: pool, DialTimeout: 2 * time.Second, ResponseTimeout: 60 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: transport})
 	require.NoError(tb, err)
 	return h
 }
@@ -76,7 +91,8 @@ func newLoopbackHandler(tb testing.TB, addr string) *Handler {
 // ReverseProxy of bench/bareproxy per request, both sending to a real
 // upstream over loopback with their real transports (the client side is
 // in-process, so the figure is the proxy's work plus one upstream
-// exchange), 64 requests in flight. "no-client-id" is obsproxy generating
+// exchange), 64 requests in flight. "obsproxy-nethttp" is obsproxy with
+// net/http.Transport in place of its lean HTTP/1.1 path. "no-client-id" is obsproxy generating
 // the request id itself (two allocations: the id and its header slice).
 func BenchmarkProxyLoopback(b *testing.B) {
 	for _, size := range []int{100, 16 << 10} {
@@ -89,6 +105,7 @@ func BenchmarkProxyLoopback(b *testing.B) {
 		}{
 			{"bare", newTunedBareProxy(b, addr), true},
 			{"obsproxy", newLoopbackHandler(b, addr), true},
+			{"obsproxy-nethttp", newLoopbackNetHTTPHandler(b, addr), true},
 			{"obsproxy-no-client-id", newLoopbackHandler(b, addr), false},
 		} {
 			b.Run(tc.name+"/"+strconv.Itoa(size)+"B", func(b *testing.B) {

@@ -304,12 +304,17 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 // retryable reports whether a request that may have reached a worker can be
 // sent again: an idempotent method (RFC 9110 section 9.2.2) and no body.
 func retryable(r *http.Request) bool {
-	switch r.Method {
+	return idempotentMethod(r.Method) && r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && !isUpgrade(r.Header)
+}
+
+// idempotentMethod reports whether method is idempotent (RFC 9110 section
+// 9.2.2).
+func idempotentMethod(method string) bool {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-	default:
-		return false
+		return true
 	}
-	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && !isUpgrade(r.Header)
+	return false
 }
 
 // reasonOf classifies an upstream error: connect (the connection could not
