@@ -185,10 +185,13 @@ func startUvicorn(t *testing.T, name string) *worker {
 	return startUvicornOn(t, name, port)
 }
 
-func startUvicornOn(t *testing.T, name string, port int) *worker {
+// startUvicornOn starts examples/app under uvicorn on port, with extra
+// uvicorn arguments.
+func startUvicornOn(t *testing.T, name string, port int, extra ...string) *worker {
 	t.Helper()
-	p := start(t, []string{"WORKER_NAME=" + name}, python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app",
-		"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warning")
+	args := append([]string{"-m", "uvicorn", "app:app", "--app-dir", "examples/app",
+		"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warning"}, extra...)
+	p := start(t, []string{"WORKER_NAME=" + name}, python, args...)
 	w := &worker{proc: p, upstream: fmt.Sprintf("%s=http://127.0.0.1:%d", name, port),
 		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port), port: port}
 	return w

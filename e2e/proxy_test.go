@@ -97,6 +97,57 @@ func TestH2CWorkerIsSpokenToInHTTP2(t *testing.T) {
 	assert.Equal(t, 5.0+1, in.value(t, "obsproxy_requests_total", map[string]string{"worker": "hc", "code": "200"}))
 }
 
+// TestWorkerClosingPooledConnectionsLosesNothing: uvicorn with a 1 s
+// keep-alive closes the connections obsproxy pooled (as a restarted worker
+// does, before obsproxy's own 4 s idle timeout). The next GETs and a POST
+// without a body still get 200 from the only worker, with no upstream error
+// or retry counted: the GETs are sent again on new connections, the POST
+// finds its pooled connection closed before sending.
+func TestWorkerClosingPooledConnectionsLosesNothing(t *testing.T) {
+	w := startUvicornOn(t, "u1", freePort(t), "--timeout-keep-alive", "1")
+	waitReady(t, w)
+	in := startObsproxy(t, []*worker{w})
+	in.awaitHealth(t, "healthy", "")
+
+	const concurrent = 8
+	burst := func(round string) {
+		var wg sync.WaitGroup
+		codes := make([]int, concurrent)
+		for i := range concurrent {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i], _ = in.proxiedStatus(t, "/slow?seconds=0.1")
+			}()
+		}
+		wg.Wait()
+		for i, code := range codes {
+			assert.Equal(t, http.StatusOK, code, "%s: request %d", round, i)
+		}
+	}
+	burst("filling the pool")
+	time.Sleep(1500 * time.Millisecond) // uvicorn closes the pooled connections after 1 s
+	burst("after the worker closed them")
+	time.Sleep(1500 * time.Millisecond)
+	for i := range 3 {
+		req, err := http.NewRequest(http.MethodPost, in.url+"/control/checks/cache?ok=true", nil)
+		require.NoError(t, err)
+		resp, err := in.client.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "POST %d", i)
+	}
+
+	u1 := map[string]string{"worker": "u1"}
+	assert.Equal(t, 0.0, in.value(t, "obsproxy_upstream_errors_total", u1))
+	assert.Equal(t, 0.0, in.value(t, "obsproxy_retries_total", u1))
+	assert.Equal(t, float64(2*concurrent), in.value(t, "obsproxy_requests_total",
+		map[string]string{"worker": "u1", "method": "GET", "code": "200"}))
+	assert.Equal(t, 3.0, in.value(t, "obsproxy_requests_total",
+		map[string]string{"worker": "u1", "method": "POST", "code": "200"}))
+}
+
 func TestInFlightFollowsConcurrentSlowRequests(t *testing.T) {
 	ws := []*worker{startUvicorn(t, "u1"), startUvicorn(t, "u2")}
 	waitReady(t, ws...)
