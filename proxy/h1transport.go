@@ -143,22 +143,27 @@ func (t *h1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		// The worker closed a pooled connection: it has likely closed
 		// the others too (a restart), so start afresh.
-		t.CloseIdleConnections()
+		t.closeIdle()
 		fresh = true
 	}
 }
 
-// CloseIdleConnections closes every pooled connection.
+// CloseIdleConnections closes every pooled connection, the fallback's too.
 func (t *h1Transport) CloseIdleConnections() {
+	t.closeIdle()
+	if f, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
+		f.CloseIdleConnections()
+	}
+}
+
+// closeIdle closes every connection in t's own pool.
+func (t *h1Transport) closeIdle() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = nil
 	t.mu.Unlock()
 	for _, c := range idle {
 		c.close()
-	}
-	if f, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
-		f.CloseIdleConnections()
 	}
 }
 
