@@ -12,14 +12,16 @@
 // Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 // IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
 // (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
-// SERVER_CPU (1).
+// SERVER_CPU (1), VARIANT_ENV (unset: space-separated VAR=value pairs; when
+// set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
+// runtime setting such as GOGC=400 within the same rounds).
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,6 +46,7 @@ import (
 type settings struct {
 	rounds, conns, idleConns, stuckConns, blockSeconds, stuckRounds int
 	duration, warmup, stuckDuration                                 time.Duration
+	variantEnv                                                      []string
 	phases                                                          map[string]bool
 	loadCPU, serverCPU                                              string
 	nofile                                                          uint64
@@ -107,6 +110,7 @@ func run() int {
 	s.stuckRounds = envInt("STUCK_ROUNDS", 1)
 	s.loadCPU = envString("LOAD_CPU", "0")
 	s.serverCPU = envString("SERVER_CPU", "1")
+	s.variantEnv = strings.Fields(os.Getenv("VARIANT_ENV"))
 	s.phases = map[string]bool{}
 	for _, p := range strings.Split(envString("PHASES", "idle,rounds,stuck"), ",") {
 		s.phases[strings.TrimSpace(p)] = true
@@ -531,6 +535,12 @@ func (b *bench) startThroughputTargets() error {
 		{"obsproxy-h2c", func(port int) (*proc, error) {
 			return b.startObsproxy("obsproxy-h2c", port, fmt.Sprintf("w1=h2c://127.0.0.1:%d", h2c), "least_inflight")
 		}},
+		{"obsproxy-variant", func(port int) (*proc, error) {
+			if len(b.s.variantEnv) == 0 {
+				return nil, errNotRequested
+			}
+			return b.startObsproxy("obsproxy-variant", port, "w1=http://"+upstream, "least_inflight", b.s.variantEnv...)
+		}},
 		{"nginx", func(port int) (*proc, error) { return b.startNginx("nginx", port, []string{upstream}) }},
 		{"haproxy", func(port int) (*proc, error) {
 			return b.startHAProxy("haproxy", port, []string{upstream}, "roundrobin", false)
@@ -543,6 +553,9 @@ func (b *bench) startThroughputTargets() error {
 			return err
 		}
 		p, err := st.fn(port)
+		if errors.Is(err, errNotRequested) {
+			continue
+		}
 		t := &target{name: st.name, base: fmt.Sprintf("http://127.0.0.1:%d", port), p: p}
 		if err == nil {
 			err = waitOK(p, t.base+"/small")
@@ -583,19 +596,22 @@ func (b *bench) target(name string) *target {
 // startObsproxy runs bin/obsproxy with every observability feature on: the
 // admin listener (/metrics, dashboard sampler), probes of every worker's
 // /health, request ids and X-Forwarded-*; no access log (as for the peers).
-func (b *bench) startObsproxy(name string, port int, upstreams, policy string) (*proc, error) {
+// errNotRequested leaves out a target the settings did not ask for.
+var errNotRequested = errors.New("not requested")
+
+func (b *bench) startObsproxy(name string, port int, upstreams, policy string, extraEnv ...string) (*proc, error) {
 	admin, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	return start(b.s.tmp, name, b.s.serverCPU, []string{
+	return start(b.s.tmp, name, b.s.serverCPU, append([]string{
 		fmt.Sprintf("OBSPROXY_LISTEN_ADDR=127.0.0.1:%d", port),
 		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", admin),
 		"OBSPROXY_UPSTREAMS=" + upstreams,
 		"OBSPROXY_LB_POLICY=" + policy,
 		"OBSPROXY_LOG_LEVEL=warn",
 		"OBSPROXY_LOG_FORMAT=text",
-	}, b.s.obsproxy)
+	}, extraEnv...), b.s.obsproxy)
 }
 
 func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, error) {
@@ -924,6 +940,9 @@ func (b *bench) reportRounds(workloads []workload, results []map[string][]result
 		}
 		if res["obsproxy-h2c"] != nil {
 			fmt.Fprintf(tw, "| obsproxy h2c upstream ÷ obsproxy HTTP/1.1 upstream\t %s\t\n", spread(ratios(res["obsproxy-h2c"], res["obsproxy"]), "%.3f"))
+		}
+		if res["obsproxy-variant"] != nil {
+			fmt.Fprintf(tw, "| obsproxy with %s ÷ obsproxy\t %s\t\n", strings.Join(b.s.variantEnv, " "), spread(ratios(res["obsproxy-variant"], res["obsproxy"]), "%.3f"))
 		}
 		tw.Flush()
 		fixTable(&b.out)
