@@ -80,7 +80,8 @@ func newLoopbackHandlerWith(tb testing.TB, addr string, transport func(*lifecycl
 	})
 	require.NoError(tb, err)
 	// cmd/obsproxy's defaults: a 2 s dial timeout and a 60 s response
-	// timeout (which costs the transport a timer per request).
+	// timeout (a timer per request in net/http.Transport, a read deadline
+	// in the lean path).
 	h, err := New(Config{Pool: pool, DialTimeout: 2 * time.Second, ResponseTimeout: 60 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: transport})
 	require.NoError(tb, err)
@@ -92,8 +93,9 @@ func newLoopbackHandlerWith(tb testing.TB, addr string, transport func(*lifecycl
 // upstream over loopback with their real transports (the client side is
 // in-process, so the figure is the proxy's work plus one upstream
 // exchange), 64 requests in flight. "obsproxy-nethttp" is obsproxy with
-// net/http.Transport in place of its lean HTTP/1.1 path. "no-client-id" is obsproxy generating
-// the request id itself (two allocations: the id and its header slice).
+// net/http.Transport in place of its lean HTTP/1.1 path. "no-client-id" is
+// obsproxy generating the request id itself (two allocations: the id and
+// its header slice).
 func BenchmarkProxyLoopback(b *testing.B) {
 	for _, size := range []int{100, 16 << 10} {
 		up := newFastUpstream(b, size)

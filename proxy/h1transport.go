@@ -30,7 +30,8 @@ import (
 // carry no Expect header: the common GET, HEAD, OPTIONS and DELETE of an
 // ASGI application. Every other request goes to fallback, a
 // net/http.Transport with the same settings, which can send a body while it
-// reads an early response, handle 100-continue and upgrades, and speak h2c.
+// reads an early response and handles 100-continue and upgrades (h2c
+// workers use that transport alone, see newTransport).
 //
 // Connections are kept last in, first out (a busy worker keeps few
 // connections hot), at most maxIdle of them, each closed after idleTimeout
@@ -56,8 +57,9 @@ type h1Transport struct {
 }
 
 // maxResponseHeadBytes bounds a worker's response head (status line and
-// headers), as net/http.Transport's MaxResponseHeaderBytes does; this is
-// its default, 1 MiB.
+// headers), as net/http.Transport's MaxResponseHeaderBytes does (10 MiB by
+// default there); 1 MiB, net/http's default bound on a request head
+// (http.DefaultMaxHeaderBytes), is ample for an ASGI worker's answer.
 const maxResponseHeadBytes = 1 << 20
 
 // peekAfterIdle is how long a pooled connection may have been idle before

@@ -12,15 +12,6 @@ import (
 // newTransport returns the transport for one worker: for an HTTP/1.1
 // worker the lean h1Transport in front of a tuned net/http.Transport, for an
 // h2c worker the tuned net/http.Transport alone.
-//
-// The net/http.Transport dials the
-// worker's own address whatever the request URL says (so unix sockets need
-// no special URL), never consults a proxy from the environment, never asks
-// for compression (the client's Accept-Encoding passes through untouched),
-// and keeps enough idle connections that a busy worker is not redialled per
-// request. IdleConnTimeout is below the 5 s keep-alive timeout of uvicorn
-// and hypercorn, so obsproxy closes an idle connection before the worker
-// does and seldom sends on a connection the worker is closing.
 func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 	t := newNetHTTPTransport(w, cfg)
 	if w.H2C {
@@ -31,7 +22,14 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 
 // newNetHTTPTransport returns the net/http.Transport for one worker: all of
 // an h2c worker's requests, and those of an HTTP/1.1 worker that the lean
-// path does not take (bodies, upgrades, Expect).
+// path does not take (bodies, upgrades, Expect). It dials the worker's own
+// address whatever the request URL says (so unix sockets need no special
+// URL), never consults a proxy from the environment, never asks for
+// compression (the client's Accept-Encoding passes through untouched), and
+// keeps enough idle connections that a busy worker is not redialled per
+// request. IdleConnTimeout is below the 5 s keep-alive timeout of uvicorn
+// and hypercorn, so obsproxy closes an idle connection before the worker
+// does and seldom sends on a connection the worker is closing.
 func newNetHTTPTransport(w *lifecycle.Worker, cfg Config) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	network, address := w.Network, w.Address
