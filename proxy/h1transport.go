@@ -108,8 +108,7 @@ func newH1Transport(network, address string, cfg Config, fallback http.RoundTrip
 // lean reports whether r can take the lean path: no body, no trailer, no
 // protocol switch, no Expect, not CONNECT.
 func lean(r *http.Request) bool {
-	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) &&
-		len(r.TransferEncoding) == 0 && len(r.Trailer) == 0 && r.Method != http.MethodConnect &&
+	return bodyless(r) && len(r.TransferEncoding) == 0 && len(r.Trailer) == 0 && r.Method != http.MethodConnect &&
 		len(r.Header["Upgrade"]) == 0 && len(r.Header["Expect"]) == 0
 }
 
@@ -295,7 +294,11 @@ func (c *h1Conn) roundTrip(ctx context.Context, r *http.Request) (res *http.Resp
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, c.abort)
 	}
-	fail := func(err error) (*http.Response, bool, error) {
+	// fail closes c and says whether r may be sent again on a new
+	// connection: only when the request context is not done, c was
+	// reused and unanswered (the worker closed it while pooled), and r is
+	// idempotent.
+	fail := func(err error, unanswered bool) (*http.Response, bool, error) {
 		c.close()
 		if stop != nil {
 			stop()
@@ -303,14 +306,11 @@ func (c *h1Conn) roundTrip(ctx context.Context, r *http.Request) (res *http.Resp
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, false, ctxErr
 		}
-		return nil, false, err
+		return nil, unanswered && c.reused && idempotent(r), err
 	}
 	start := c.nread
 	if err := c.writeHead(r); err != nil {
-		res, _, err = fail(err)
-		// Nothing of a response was read: on a reused connection this
-		// is a worker that closed it.
-		return res, c.reused && ctx.Err() == nil && idempotent(r), err
+		return fail(err, true)
 	}
 	if c.t.responseTimeout > 0 {
 		c.conn.SetReadDeadline(time.Now().Add(c.t.responseTimeout))
@@ -321,8 +321,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, r *http.Request) (res *http.Resp
 	if err != nil {
 		var ne net.Error
 		timeout := errors.As(err, &ne) && ne.Timeout()
-		res, _, err = fail(err)
-		return res, c.reused && c.nread == start && !timeout && ctx.Err() == nil && idempotent(r), err
+		return fail(err, c.nread == start && !timeout)
 	}
 	if c.t.responseTimeout > 0 {
 		c.conn.SetReadDeadline(time.Time{})

@@ -669,7 +669,9 @@ func TestH1StalePooledConnection(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "ok", body)
 			h1tEventually(t, func() bool { return srv.finished.Load() == int32(i+1) }, "the worker closed its connection")
-			time.Sleep(100 * time.Millisecond) // the FIN reaches the transport: its pooled connection is stale
+			// Idle past peekAfterIdle, so the GETs too are checked before
+			// being sent (the resend is the next subtests').
+			time.Sleep(peekAfterIdle)
 		}
 		assert.Equal(t, []string{"GET /0", "GET /1", "POST /2"}, srv.requests(), "each request sent once")
 		assert.Equal(t, int32(3), srv.accepted.Load())
@@ -701,7 +703,9 @@ func TestH1StalePooledConnection(t *testing.T) {
 			require.Equal(t, http.StatusOK, resp.StatusCode, "request %d (%s) got the answer to its own request", i, method)
 			assert.Equal(t, "ok", body)
 			h1tEventually(t, func() bool { return srv.finished.Load() == int32(i+1) }, "the worker closed its connection")
-			time.Sleep(100 * time.Millisecond) // the 408 and the FIN reach the transport
+			// Idle past peekAfterIdle, as after a worker's idle timeout:
+			// only then is a GET's connection checked.
+			time.Sleep(peekAfterIdle)
 		}
 		assert.Equal(t, []string{"GET /0", "GET /1", "POST /2"}, srv.requests())
 	})

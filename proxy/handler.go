@@ -304,7 +304,12 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 // retryable reports whether a request that may have reached a worker can be
 // sent again: an idempotent method (RFC 9110 section 9.2.2) and no body.
 func retryable(r *http.Request) bool {
-	return idempotentMethod(r.Method) && r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && !isUpgrade(r.Header)
+	return idempotentMethod(r.Method) && bodyless(r) && !isUpgrade(r.Header)
+}
+
+// bodyless reports whether r has no body to send.
+func bodyless(r *http.Request) bool {
+	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody)
 }
 
 // idempotentMethod reports whether method is idempotent (RFC 9110 section
