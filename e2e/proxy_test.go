@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -125,10 +126,25 @@ func TestWorkerClosingPooledConnectionsLosesNothing(t *testing.T) {
 			assert.Equal(t, http.StatusOK, code, "%s: request %d", round, i)
 		}
 	}
+	// awaitClosedByWorker waits until uvicorn has closed every connection
+	// open to it now (obsproxy's pooled ones, after its 1 s keep-alive).
+	awaitClosedByWorker := func() {
+		open := establishedTo(t, w.port)
+		require.NotEmpty(t, open, "obsproxy keeps connections to the worker")
+		eventually(t, 10*time.Second, func() bool {
+			now := establishedTo(t, w.port)
+			for local := range open {
+				if now[local] {
+					return false
+				}
+			}
+			return true
+		}, "uvicorn closed the pooled connections")
+	}
 	burst("filling the pool")
-	time.Sleep(1500 * time.Millisecond) // uvicorn closes the pooled connections after 1 s
+	awaitClosedByWorker()
 	burst("after the worker closed them")
-	time.Sleep(1500 * time.Millisecond)
+	awaitClosedByWorker()
 	for i := range 3 {
 		req, err := http.NewRequest(http.MethodPost, in.url+"/control/checks/cache?ok=true", nil)
 		require.NoError(t, err)
@@ -146,6 +162,24 @@ func TestWorkerClosingPooledConnectionsLosesNothing(t *testing.T) {
 		map[string]string{"worker": "u1", "method": "GET", "code": "200"}))
 	assert.Equal(t, 3.0, in.value(t, "obsproxy_requests_total",
 		map[string]string{"worker": "u1", "method": "POST", "code": "200"}))
+}
+
+// establishedTo returns the local addresses (hex, as /proc/net/tcp writes
+// them) of the established IPv4 TCP connections whose remote port is port:
+// the client side of every connection to a loopback worker.
+func establishedTo(t *testing.T, port int) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	require.NoError(t, err)
+	suffix := fmt.Sprintf(":%04X", port)
+	local := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line) // sl local_address rem_address st ...
+		if len(f) > 3 && strings.HasSuffix(f[2], suffix) && f[3] == "01" {
+			local[f[1]] = true
+		}
+	}
+	return local
 }
 
 func TestInFlightFollowsConcurrentSlowRequests(t *testing.T) {
