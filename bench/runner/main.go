@@ -237,6 +237,15 @@ func waitAux(cmd *exec.Cmd) error {
 	return err
 }
 
+// loadCommand returns a command for a load generator: pinned to the load
+// CPU, in its own process group, and killed with that group when ctx ends.
+func (b *bench) loadCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", b.s.loadCPU, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
+}
+
 func runAux(cmd *exec.Cmd) error {
 	if err := startAux(cmd); err != nil {
 		return err
@@ -370,10 +379,8 @@ func (b *bench) wrk(url string, conns int, d time.Duration) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+45*time.Second)
 	defer cancel()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.CommandContext(ctx, "taskset", "-c", b.s.loadCPU, "wrk", "-t1", "-c"+strconv.Itoa(conns),
+	cmd := b.loadCommand(ctx, "wrk", "-t1", "-c"+strconv.Itoa(conns),
 		"-d"+strconv.Itoa(secs)+"s", "--timeout", "30s", "-s", b.script, url)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := runAux(cmd)
@@ -792,10 +799,8 @@ func (b *bench) idleOne(t *target) idleResult {
 	r.before = rssKiB(t.p.pid())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "taskset", "-c", b.s.loadCPU, b.s.benchclient, "idle", "-url", t.base+"/small",
+	cmd := b.loadCommand(ctx, b.s.benchclient, "idle", "-url", t.base+"/small",
 		"-n", strconv.Itoa(b.s.idleConns), "-hold", "2m")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		r.err = err
@@ -1052,10 +1057,8 @@ type stuckResult struct {
 func (b *bench) load(url string) (stuckResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.stuckDuration+90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "taskset", "-c", b.s.loadCPU, b.s.benchclient, "load", "-url", url,
+	cmd := b.loadCommand(ctx, b.s.benchclient, "load", "-url", url,
 		"-c", strconv.Itoa(b.s.stuckConns), "-duration", b.s.stuckDuration.String(), "-timeout", "60s")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := runAux(cmd)
@@ -1232,11 +1235,9 @@ func medianOfStuck(rs []stuckResult, f func(stuckResult) float64) float64 {
 func (b *bench) withBlockedWorker(addr string, lead time.Duration, fn func() (stuckResult, error)) (stuckResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), lead+b.s.stuckDuration+time.Duration(3*b.s.blockSeconds)*time.Second+60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "taskset", "-c", b.s.loadCPU, b.s.benchclient, "block",
+	cmd := b.loadCommand(ctx, b.s.benchclient, "block",
 		"-url", fmt.Sprintf("http://%s/block?seconds=%d", addr, b.s.blockSeconds),
 		"-concurrency", "2", "-duration", (lead + b.s.stuckDuration + time.Second).String())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := startAux(cmd); err != nil {
