@@ -38,14 +38,19 @@ func (w *sinkWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *sinkWriter) WriteHeader(int)             {}
 
 func newBareProxy() *httputil.ReverseProxy {
-	u := &url.URL{Scheme: "http", Host: "127.0.0.1:1"}
+	return bareReverseProxy(&url.URL{Scheme: "http", Host: "127.0.0.1:1"}, cannedTransport)
+}
+
+// bareReverseProxy is bench/bareproxy's ReverseProxy: the client's Host
+// kept, X-Forwarded-* set, obsproxy's buffer pool, sending to u through rt.
+func bareReverseProxy(u *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:  cannedTransport,
+		Transport:  rt,
 		BufferPool: &bufferPool{},
 	}
 }

@@ -45,15 +45,7 @@ func newTunedBareProxy(tb testing.TB, addr string) *httputil.ReverseProxy {
 		DisableCompression:  true,
 	}
 	tb.Cleanup(tr.CloseIdleConnections)
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-		},
-		Transport:  tr,
-		BufferPool: &bufferPool{},
-	}
+	return bareReverseProxy(u, tr)
 }
 
 // newLoopbackHandler is obsproxy's Handler with its own tuned transport, in
