@@ -16,7 +16,7 @@ GO=${GO:-go}
 # Package installs would start nginx and haproxy as system services:
 # scripts/deps.sh keeps them stopped. Its progress goes to stderr, since
 # stdout carries the tables.
-scripts/deps.sh nginx haproxy caddy wrk python3-uvicorn python3-fastapi >&2
+scripts/deps.sh nginx haproxy caddy wrk >&2   # and the project venv (.venv)
 
 # 5,000 idle connections and their upstream side need more than 1,024 files.
 ulimit -Hn 65536 2>/dev/null || true

@@ -27,9 +27,10 @@ import (
 	"github.com/obsproxy/obsproxy/internal/metricstest"
 )
 
-// python is Debian's interpreter, which sees python3-uvicorn and friends; the
-// python3 first on PATH may be another one.
-const python = "/usr/bin/python3"
+// python and hypercorn are the project venv's (.venv, built by scripts/deps.sh
+// from examples/app/requirements.txt), so the tests run the pinned current
+// releases of uvicorn, hypercorn, granian and FastAPI; TestMain sets them.
+var python, hypercorn, granian string
 
 var (
 	repoRoot   string
@@ -41,6 +42,12 @@ var (
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(file))
+	venv := filepath.Join(repoRoot, ".venv", "bin")
+	python, hypercorn, granian = filepath.Join(venv, "python"), filepath.Join(venv, "hypercorn"), filepath.Join(venv, "granian")
+	if _, err := os.Stat(python); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: no project venv at .venv: run scripts/deps.sh (make deps) first:", err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "obsproxy-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -215,7 +222,7 @@ func startUvicornUnix(t *testing.T, name, dir string) *worker {
 func startHypercorn(t *testing.T, name string) *worker {
 	t.Helper()
 	port := freePort(t)
-	p := start(t, []string{"WORKER_NAME=" + name}, "/usr/bin/hypercorn", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
+	p := start(t, []string{"WORKER_NAME=" + name}, hypercorn, "--bind", fmt.Sprintf("127.0.0.1:%d", port),
 		"--log-level", "warning", "examples/app/app.py:app")
 	return &worker{proc: p, upstream: fmt.Sprintf("%s=h2c://127.0.0.1:%d", name, port),
 		client: &http.Client{Timeout: 5 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}

@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 for i in 1 2 3; do
-  cmd=(/usr/bin/python3 -m uvicorn app:app --app-dir examples/app
+  cmd=(.venv/bin/python -m uvicorn app:app --app-dir examples/app
     --host 127.0.0.1 --port "800$i" --log-level warning)
   WORKER_NAME=w$i "${cmd[@]}" &
   pids+=($!)

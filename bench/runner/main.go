@@ -93,7 +93,7 @@ func run() int {
 	flag.StringVar(&s.benchclient, "benchclient", "", "bench/benchclient binary")
 	flag.StringVar(&s.tmp, "tmp", "", "temporary directory for configs and logs (required)")
 	flag.StringVar(&s.repo, "repo", ".", "repository root (for examples/app)")
-	flag.StringVar(&s.python, "python", "/usr/bin/python3", "Python with uvicorn and FastAPI")
+	flag.StringVar(&s.python, "python", ".venv/bin/python", "Python with uvicorn and FastAPI (the project venv of scripts/deps.sh)")
 	flag.Parse()
 	if s.tmp == "" || s.upstream == "" || s.bareproxy == "" || s.benchclient == "" {
 		fmt.Fprintln(os.Stderr, "runner: -tmp, -upstream, -bareproxy and -benchclient are required")

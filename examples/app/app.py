@@ -1,6 +1,7 @@
 """Demo ASGI worker for obsproxy: the app behind `make run` and the end-to-end test fixture.
 
-Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (Debian packages).
+Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (the pinned
+requirements.txt beside it, installed into the project venv .venv by scripts/deps.sh).
 Every JSON answer names the process: "worker" is $WORKER_NAME (default "pid-<pid>").
 
 Endpoints
@@ -23,10 +24,11 @@ Endpoints
                                 plus "client": the peer host (null over a unix socket)
   GET  /status/{code}           empty body with that status (100-599, else 400)
 
-Start it (from the repository root; run Debian's interpreter, /usr/bin/python3)
-  /usr/bin/python3 -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
-  /usr/bin/python3 -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
-  /usr/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
+Start it (from the repository root, after scripts/deps.sh has built .venv)
+  .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
+  .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
+  .venv/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
+  .venv/bin/granian --interface asgi --host 127.0.0.1 --port 8003 --working-dir examples/app app:app
       hypercorn answers HTTP/1.1 and HTTP/2 cleartext with prior knowledge on the same port
       (curl --http2-prior-knowledge http://127.0.0.1:8002/); uvicorn speaks HTTP/1.1 only.
   uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so behind a loopback proxy /headers
@@ -34,6 +36,7 @@ Start it (from the repository root; run Debian's interpreter, /usr/bin/python3)
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -60,13 +63,14 @@ CHECKS = {  # simulated dependency state of this process, flipped by /control/ch
 START = time.monotonic()
 UPLOADS = 0
 
-app = FastAPI(title="obsproxy demo app", version=VERSION)
-
-
-@app.on_event("startup")
-async def _started() -> None:
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI):
     global START
     START = time.monotonic()  # uptime counts from when this process began serving
+    yield
+
+
+app = FastAPI(title="obsproxy demo app", version=VERSION, lifespan=_lifespan)
 
 
 def worker() -> str:
