@@ -214,6 +214,16 @@
         probe.appendChild(el("span", "", fmtMs(w.last_probe_latency_ms)));
         probe.appendChild(el("span", "muted", " · " + fmtAge(w.last_probe_age_seconds) + " ago"));
       }
+      // The worker's own metrics (spec section 9): null while the feature
+      // is off or before the first fetch (fetches follow scrapes).
+      var mu = cell(tr, "metrics", null, w.metrics_up);
+      if (w.metrics_up == null) {
+        mu.textContent = "–";
+        mu.title = "not fetched (OBSPROXY_WORKER_METRICS_PATH unset, or /metrics not scraped yet)";
+      } else {
+        mu.appendChild(badge("metrics-" + (w.metrics_up ? "up" : "down"), w.metrics_up ? "up" : "down"));
+        mu.title = w.metrics_up ? "the last fetch of its own metrics succeeded" : "the last fetch of its own metrics failed (see obsproxy_worker_metrics_errors_total)";
+      }
       rows.appendChild(tr);
     });
     body.replaceChildren(rows);
