@@ -25,7 +25,9 @@ type waitingGatherer struct {
 	has      bool
 }
 
-func (g *waitingGatherer) Gather() ([]*dto.MetricFamily, error) { return g.GatherContext(context.Background()) }
+func (g *waitingGatherer) Gather() ([]*dto.MetricFamily, error) {
+	return g.GatherContext(context.Background())
+}
 
 func (g *waitingGatherer) GatherContext(ctx context.Context) ([]*dto.MetricFamily, error) {
 	d, ok := ctx.Deadline()
