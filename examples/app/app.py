@@ -33,7 +33,7 @@ fetches every worker's /metrics and adds the worker label, OBSPROXY_WORKER_METRI
   app_request_duration_seconds{route}         histogram, receipt to the end of the response
   app_requests_in_progress                    gauge, requests being handled now
   process_*, python_gc_*, python_info         prometheus_client's default collectors, per process
-  /health and /metrics themselves are not counted: obsproxy's probes and scrapes are not traffic,
+  /health, /api/v1/health and /metrics are not counted: obsproxy's probes and scrapes are not traffic,
   so sum by (worker) (rate(app_requests_total[1m])) matches obsproxy_requests_total's rate.
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
@@ -95,7 +95,7 @@ REQUESTS = Counter("app_requests", "Finished HTTP requests by route template, me
 DURATION = Histogram("app_request_duration_seconds", "Seconds from receipt to the end of the response, by route.",
                      ["route"])
 IN_PROGRESS = Gauge("app_requests_in_progress", "HTTP requests being handled now.")
-UNCOUNTED = frozenset({"/metrics", "/health"})  # obsproxy's scrapes and probes are not traffic
+UNCOUNTED = frozenset({"/metrics", "/health", "/api/v1/health"})  # obsproxy's scrapes and probes are not traffic
 
 
 class MetricsMiddleware:
