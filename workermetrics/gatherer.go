@@ -220,3 +220,15 @@ func (g *Gatherer) MetricsUp(i int) (up, known bool) {
 	defer ws.mu.Unlock()
 	return ws.stats.up, ws.stats.fetched
 }
+
+// Close closes the idle connections kept to the workers for the next
+// fetch. A gather after Close still works (it dials anew); call it once
+// nothing gathers any more, on shutdown.
+func (g *Gatherer) Close() {
+	if g == nil {
+		return
+	}
+	for _, ws := range g.workers {
+		ws.client.CloseIdleConnections()
+	}
+}

@@ -336,6 +336,7 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		}
 		// The last push, after the streams are closed (spec section 7).
 		a.pusher.Final()
+		a.workerMetrics.Close()
 		done <- code
 	}()
 	select {
