@@ -340,7 +340,7 @@ func TestFailedFetchesContributeNothingAndAreCounted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newTestGatherer(t, nil, Config{MaxBytes: 64 << 10, MaxSeries: 100}, tt.handler, gz(appText))
+			g := newTestGatherer(t, nil, Config{MaxBytes: 64 << 10, MaxSeries: 100, Timeout: 30 * time.Second}, tt.handler, gz(appText))
 			got, text := gather(t, g)
 			assert.Equal(t, 0.0, metricsUp(t, got, "w1"))
 			assert.Equal(t, 1.0, errorsTotal(t, got, "w1", tt.reason), text)
@@ -386,7 +386,8 @@ func TestSlowWorkerTimesOutAndTheScrapeStillAnswers(t *testing.T) {
 	})
 	base := prometheus.NewRegistry()
 	base.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "obsproxy_uptime_seconds", Help: "h"}))
-	timeout := 300 * time.Millisecond
+	// Long enough for the fast worker to answer on a loaded machine under -race.
+	timeout := 2 * time.Second
 	g := newTestGatherer(t, base, Config{Timeout: timeout}, slow, stalled, textHandler(appText))
 
 	start := time.Now()
@@ -443,7 +444,9 @@ func TestSixteenWorkersOfTwoThousandSeries(t *testing.T) {
 	for i := range handlers {
 		handlers[i] = textHandler(body)
 	}
-	g := newTestGatherer(t, nil, Config{}, handlers...)
+	// A generous timeout: this is about the merge at scale, not speed
+	// (under -race on a loaded machine parsing 32,000 series takes seconds).
+	g := newTestGatherer(t, nil, Config{Timeout: time.Minute}, handlers...)
 	got, text := gather(t, g)
 	for i := range handlers {
 		w := fmt.Sprintf("w%d", i+1)
