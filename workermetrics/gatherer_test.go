@@ -517,3 +517,42 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestUnixSocketAndH2CWorkers(t *testing.T) {
+	dir := t.TempDir()
+	sock := dir + "/w.sock"
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	unixSrv := &http.Server{Handler: textHandler(appText)}
+	go unixSrv.Serve(ln)
+	t.Cleanup(func() { unixSrv.Close() })
+
+	// An h2c-only worker: HTTP/2 with prior knowledge, no HTTP/1.1.
+	h2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "h2c only", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		textHandler(appText).ServeHTTP(w, r)
+	}))
+	h2.Config.Protocols = new(http.Protocols)
+	h2.Config.Protocols.SetUnencryptedHTTP2(true)
+	h2.Start()
+	t.Cleanup(h2.Close)
+
+	pool, err := lifecycle.NewPool(lifecycle.Config{Workers: []lifecycle.WorkerConfig{
+		{Name: "sock", Network: "unix", Address: sock},
+		{Name: "h2", Network: "tcp", Address: h2.Listener.Addr().String(), H2C: true},
+	}})
+	require.NoError(t, err)
+	g, err := New(Config{Base: prometheus.NewRegistry(), Pool: pool, Dial: netDial, Path: "/metrics",
+		Timeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(g.Close)
+	got, text := gather(t, g)
+	for _, w := range []string{"sock", "h2"} {
+		assert.Equal(t, 1.0, metricsUp(t, got, w), text)
+		v, _ := metricstest.Value(t, got, "app_temperature", map[string]string{"worker": w})
+		assert.Equal(t, 21.5, v)
+	}
+}
