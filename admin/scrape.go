@@ -12,7 +12,7 @@ import (
 )
 
 // ContextGatherer is a prometheus.Gatherer whose gathering takes the
-// scrape's context: its deadline (ScrapeContext) bounds the work done for
+// scrape's context: its deadline (scrapeContext) bounds the work done for
 // one scrape, such as fetching the workers' own metrics (spec section 9,
 // package workermetrics). When Config.Gatherer implements it, /metrics
 // calls GatherContext instead of Gather.
@@ -30,11 +30,11 @@ const scrapeTimeoutHeader = "X-Prometheus-Scrape-Timeout-Seconds"
 // an answer (with obsproxy's own metrics) before it gives up.
 const scrapeShare = 0.9
 
-// ScrapeContext returns r's context, with a deadline of scrapeShare (90%)
+// scrapeContext returns r's context, with a deadline of scrapeShare (90%)
 // of the scraper's timeout when r carries a positive, finite
 // X-Prometheus-Scrape-Timeout-Seconds (a value that does not parse is
 // ignored). The caller must call cancel.
-func ScrapeContext(r *http.Request) (ctx context.Context, cancel context.CancelFunc) {
+func scrapeContext(r *http.Request) (ctx context.Context, cancel context.CancelFunc) {
 	secs, err := strconv.ParseFloat(r.Header.Get(scrapeTimeoutHeader), 64)
 	if err != nil || !(secs > 0) || secs > 1e6 {
 		return context.WithCancel(r.Context())
@@ -43,10 +43,10 @@ func ScrapeContext(r *http.Request) (ctx context.Context, cancel context.CancelF
 }
 
 // metricsHandler serves g's exposition per request, each gather bounded by
-// the request's ScrapeContext.
+// the request's scrapeContext.
 func metricsHandler(g ContextGatherer, opts promhttp.HandlerOpts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := ScrapeContext(r)
+		ctx, cancel := scrapeContext(r)
 		defer cancel()
 		promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 			return g.GatherContext(ctx)
