@@ -23,7 +23,8 @@ import (
 // Config configures the admin Server.
 type Config struct {
 	// Gatherer is the registry served at /metrics; required. A
-	// ContextGatherer gathers within the scrape's ScrapeContext.
+	// ContextGatherer gathers within the scrape's deadline (90 % of the
+	// scraper's X-Prometheus-Scrape-Timeout-Seconds, scrape.go).
 	Gatherer prometheus.Gatherer
 	// Sources are the running parts behind the dashboard, its API and
 	// /diag; nil serves /metrics only (the other routes answer 404).
