@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,4 +85,41 @@ func TestWorkerMetricsOffProxiesThePath(t *testing.T) {
 	assert.NotContains(t, w.Body.String(), "app_requests_total")
 	assert.NotContains(t, w.Body.String(), "obsproxy_worker_metrics_up")
 	assert.Zero(t, hits.Load())
+}
+
+// TestScrapeAnswersWithinTheScrapersTimeout: a worker that never answers
+// its metrics costs a scrape at most 90 % of the scraper's timeout (less
+// than OBSPROXY_WORKER_METRICS_TIMEOUT here), and the answer still has
+// obsproxy's own metrics and counts the timeout.
+func TestScrapeAnswersWithinTheScrapersTimeout(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	cfg, err := loadConfig(nil, []string{
+		"OBSPROXY_UPSTREAMS=w1=http://" + slow.Listener.Addr().String(),
+		"OBSPROXY_WORKER_METRICS_PATH=/metrics",
+		"OBSPROXY_WORKER_METRICS_TIMEOUT=1m",
+	})
+	require.NoError(t, err)
+	a, err := newApp(cfg, newLogger(cfg, &bytes.Buffer{}))
+	require.NoError(t, err)
+
+	r := httptest.NewRequest("GET", "/metrics", nil)
+	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "1")
+	w := httptest.NewRecorder()
+	start := time.Now()
+	a.adminPlane.ServeHTTP(w, r)
+	took := time.Since(start)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.GreaterOrEqual(t, took, 900*time.Millisecond)
+	assert.Less(t, took, 30*time.Second, "the scrape waited for the worker, not for the scraper's timeout")
+	assert.Contains(t, w.Body.String(), "obsproxy_build_info{")
+	assert.Contains(t, w.Body.String(), `obsproxy_worker_metrics_errors_total{reason="timeout",worker="w1"} 1`)
+	assert.Contains(t, w.Body.String(), `obsproxy_worker_metrics_up{worker="w1"} 0`)
 }
