@@ -28,12 +28,13 @@ test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser
+## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser, the workers' metrics merge
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCredentialsMatch$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePrefixes$$' -fuzztime $(FUZZTIME) ./cmd/obsproxy
+	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./workermetrics
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)

@@ -20,6 +20,17 @@ type Sources struct {
 	// Started is when obsproxy started; Version its version string.
 	Started time.Time
 	Version string
+	// WorkerMetrics reports the workers' own metrics fetches (spec
+	// section 9); nil while OBSPROXY_WORKER_METRICS_PATH is unset.
+	WorkerMetrics WorkerMetricsSource
+}
+
+// WorkerMetricsSource reports whether the last fetch of a worker's own
+// metrics succeeded (workermetrics.Gatherer implements it). MetricsUp
+// takes the worker's pool index and returns known false before the
+// worker's first fetch; it must be safe for concurrent use.
+type WorkerMetricsSource interface {
+	MetricsUp(worker int) (up, known bool)
 }
 
 // reading is everything the admin plane shows, copied at one moment: the

@@ -128,6 +128,11 @@ type WorkerView struct {
 	// null before the first.
 	LastProbeLatencyMS  *float64 `json:"last_probe_latency_ms"`
 	LastProbeAgeSeconds *float64 `json:"last_probe_age_seconds"`
+	// MetricsUp is whether the last fetch of the worker's own metrics
+	// succeeded (obsproxy_worker_metrics_up, spec section 9); null while
+	// OBSPROXY_WORKER_METRICS_PATH is unset and before the first fetch
+	// (fetches happen only when /metrics is scraped or pushed).
+	MetricsUp *bool `json:"metrics_up"`
 }
 
 // EventView is one lifecycle event (lifecycle.Event).
@@ -212,6 +217,11 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			ms := round3(float64(ws.Latency) / float64(time.Millisecond))
 			age := round3(max(0, r.at.Sub(ws.LastProbe).Seconds()))
 			row.LastProbeLatencyMS, row.LastProbeAgeSeconds = &ms, &age
+		}
+		if s.WorkerMetrics != nil {
+			if up, known := s.WorkerMetrics.MetricsUp(i); known {
+				row.MetricsUp = &up
+			}
 		}
 		snap.Workers[i] = row
 	}

@@ -40,6 +40,8 @@ var specMetrics = []string{
 	"obsproxy_worker_uptime_seconds", "obsproxy_worker_started_total", "obsproxy_worker_stopped_total",
 	"obsproxy_pool_uptime_seconds", "obsproxy_health_status", "obsproxy_probe_duration_seconds",
 	"obsproxy_probes_total", "obsproxy_uptime_seconds", "obsproxy_build_info",
+	// Section 9, the workers' own metrics.
+	"obsproxy_worker_metrics_up", "obsproxy_worker_metrics_fetch_duration_seconds", "obsproxy_worker_metrics_errors_total",
 }
 
 // prometheusSynthetic are series that Prometheus records itself for every
@@ -453,10 +455,12 @@ func TestGrafanaMetricsExist(t *testing.T) {
 	slices.Sort(names)
 
 	// A real obsproxy in front of a real uvicorn worker, and one request
-	// through it: nothing else is opened (no stream, no failure).
+	// through it: nothing else is opened (no stream, no failure). The
+	// workers' own metrics are on, so that the panels of the example app's
+	// and the workers' process metrics find their series.
 	w := startUvicorn(t, "w1")
 	waitReady(t, w)
-	in := startObsproxy(t, []*worker{w})
+	in := startObsproxy(t, []*worker{w}, "OBSPROXY_WORKER_METRICS_PATH=/metrics")
 	before := exposedFamilies(t, in)
 	code, _ := in.get(t, "/")
 	require.Equal(t, http.StatusOK, code)

@@ -35,6 +35,7 @@ done
 export OBSPROXY_UPSTREAMS="${OBSPROXY_UPSTREAMS:-w1=http://127.0.0.1:8001,w2=http://127.0.0.1:8002,w3=http://127.0.0.1:8003}"
 export OBSPROXY_UPSTREAM_HEALTH_PATH="${OBSPROXY_UPSTREAM_HEALTH_PATH:-/api/v1/health}"
 export OBSPROXY_LOG_FORMAT="${OBSPROXY_LOG_FORMAT:-text}"
+export OBSPROXY_WORKER_METRICS_PATH="${OBSPROXY_WORKER_METRICS_PATH:-/metrics}"
 cat <<MSG
 
 obsproxy is starting in front of 3 uvicorn workers:

@@ -178,6 +178,15 @@
 
       var hc = cell(tr, "health", null, w.health, "health-cell");
       hc.appendChild(badge("health-" + w.health, w.health));
+      // The worker's own metrics (spec section 9): null while the feature is
+      // off or before the first fetch (fetches follow scrapes and pushes).
+      if (w.metrics_up != null) {
+        var mb = badge("metrics-" + (w.metrics_up ? "up" : "down"), w.metrics_up ? "metrics" : "no metrics");
+        mb.title = w.metrics_up ? "the last fetch of its own metrics succeeded"
+          : "the last fetch of its own metrics failed (obsproxy_worker_metrics_errors_total says why)";
+        hc.appendChild(mb);
+      }
+      tr.dataset.metricsUp = w.metrics_up == null ? "" : String(w.metrics_up);
       var detail = w.detail || w.down_reason || "";
       if (w.down_reason && w.detail && w.down_reason !== w.detail) detail = w.detail + " (down: " + w.down_reason + ")";
       if (detail) {

@@ -80,6 +80,12 @@ type Config struct {
 	AccessLog bool   `env:"ACCESS_LOG" envDefault:"false" help:"log one line per proxied request (never query strings or header values)" accept:"true or false" group:"logging"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"log level" accept:"debug, info, warn or error" group:"logging"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log format on stderr" accept:"json or text" group:"logging"`
+
+	// The workers' own metrics, spec section 9 (config_workermetrics.go).
+	WorkerMetricsPath     string        `env:"WORKER_METRICS_PATH" help:"path fetched from every worker on each scrape of /metrics (and each push), its series exposed with a worker label; empty: off. The public listener answers 404 on it" accept:"empty, or an absolute path other than / such as /metrics" group:"workermetrics"`
+	WorkerMetricsTimeout  time.Duration `env:"WORKER_METRICS_TIMEOUT" envDefault:"2s" help:"time allowed for each worker's metrics fetch (shortened to fit the scraper's X-Prometheus-Scrape-Timeout-Seconds)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"workermetrics"`
+	WorkerMetricsMaxBytes byteSize      `env:"WORKER_METRICS_MAX_BYTES" envDefault:"8MiB" help:"most bytes a worker's metrics body may have after decompression; a larger one contributes nothing and counts as too_large" accept:"a byte count or a number with a unit from 1KiB to 1GiB, e.g. 8MiB, 500MB, 1048576" group:"workermetrics"`
+
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -305,6 +311,7 @@ func validate(cfg *Config, vars map[string]string) error {
 		v.timeouts,
 		v.push,
 		v.logging,
+		v.workerMetrics,
 		v.adminExposure,
 	}
 	for _, check := range checks {

@@ -78,6 +78,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AccessLog:               false,
 		LogLevel:                "info",
 		LogFormat:               "json",
+		WorkerMetricsTimeout:    2 * time.Second,
+		WorkerMetricsMaxBytes:   8 << 20,
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -163,6 +165,9 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_ACCESS_LOG":                {"true", "false", true, false},
 		"OBSPROXY_LOG_LEVEL":                 {"debug", "warn", "debug", "warn"},
 		"OBSPROXY_LOG_FORMAT":                {"text", "json", "text", "json"},
+		"OBSPROXY_WORKER_METRICS_PATH":       {"/metrics", "/app/metrics", "/metrics", "/app/metrics"},
+		"OBSPROXY_WORKER_METRICS_TIMEOUT":    {"3s", "500ms", 3 * time.Second, 500 * time.Millisecond},
+		"OBSPROXY_WORKER_METRICS_MAX_BYTES":  {"512MiB", "500MB", byteSize(512 << 20), byteSize(500_000_000)},
 	}
 	// Three workers, so that MIN_HEALTHY_WORKERS=3 is valid.
 	base := []string{"OBSPROXY_UPSTREAMS=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"}

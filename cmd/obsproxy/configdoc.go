@@ -47,6 +47,11 @@ var configGroups = []configGroup{
 	{"push", "Metrics push",
 		"Pushing the metrics of `/metrics` in the Prometheus text format to a VictoriaMetrics-compatible " +
 			"import URL, for setups that cannot scrape obsproxy."},
+	{"workermetrics", "Workers' own metrics",
+		"With `OBSPROXY_WORKER_METRICS_PATH` set, every scrape of `/metrics` (and every push) also fetches " +
+			"that path from every worker and exposes the workers' series with a `worker` label, so that an " +
+			"application keeps prometheus_client's ordinary single-process registry " +
+			"([metrics.md](metrics.md#the-workers-own-metrics)). The public listener answers 404 on that path."},
 	{"logging", "Logging",
 		"Structured logs on stderr. The access log never records query strings or header values."},
 }

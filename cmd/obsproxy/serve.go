@@ -23,6 +23,7 @@ import (
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
 	"github.com/obsproxy/obsproxy/proxy"
+	"github.com/obsproxy/obsproxy/workermetrics"
 )
 
 // newLogger builds the structured logger on stderr from OBSPROXY_LOG_LEVEL
@@ -46,8 +47,14 @@ type app struct {
 	prober   *healthgate.Prober
 	gate     *healthgate.Gate
 	registry *prometheus.Registry
-	public   *http.Server
-	admin    *http.Server
+	// gatherer is what /metrics serves and push sends: the registry,
+	// merged with the workers' own metrics when workerMetrics is set.
+	gatherer prometheus.Gatherer
+	// workerMetrics fetches the workers' own metrics (spec section 9); nil
+	// while OBSPROXY_WORKER_METRICS_PATH is unset.
+	workerMetrics *workermetrics.Gatherer
+	public        *http.Server
+	admin         *http.Server
 	// adminPlane is the admin listener's handler; nil when it is off.
 	adminPlane *admin.Server
 	logger     *slog.Logger
@@ -121,16 +128,29 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 		}, func() float64 { return 1 }),
 	)
+	a.gatherer = a.registry
+	var metricsSource admin.WorkerMetricsSource
+	if cfg.WorkerMetricsPath != "" {
+		a.workerMetrics, err = workermetrics.New(workermetrics.Config{
+			Base: a.registry, Pool: a.pool, Dial: workerDialer(cfg.UpstreamDialTimeout),
+			Path: cfg.WorkerMetricsPath, Timeout: cfg.WorkerMetricsTimeout, MaxBytes: int64(cfg.WorkerMetricsMaxBytes),
+			UserAgent: "obsproxy/" + version + " metrics", Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.gatherer, metricsSource = a.workerMetrics, a.workerMetrics
+	}
 	if cfg.PushURL != "" {
 		a.pusher, err = newPusher(pushConfig{URL: cfg.PushURL, Interval: cfg.PushInterval, Labels: cfg.PushLabels,
-			Gatherer: a.registry, Registerer: a.registry, Logger: logger})
+			Gatherer: a.gatherer, Registerer: a.registry, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	a.public = &http.Server{
-		Handler:           a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy),
+		Handler:           workermetrics.HidePath(cfg.WorkerMetricsPath, a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy)),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ConnState:         a.tracker.ConnState,
@@ -138,9 +158,10 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	}
 	if cfg.AdminAddr != "" {
 		a.adminPlane, err = admin.New(admin.Config{
-			Gatherer: a.registry,
+			Gatherer: a.gatherer,
 			Sources: &admin.Sources{
 				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
+				WorkerMetrics: metricsSource,
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,
@@ -161,6 +182,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 	}
 	return a, nil
+}
+
+// workerDialer dials a worker's current network and address within
+// timeout (OBSPROXY_UPSTREAM_DIAL_TIMEOUT), for the workers' metrics
+// fetches; the only place outside the proxy that reads them.
+func workerDialer(timeout time.Duration) workermetrics.Dialer {
+	d := &net.Dialer{Timeout: timeout}
+	return func(ctx context.Context, w *lifecycle.Worker) (net.Conn, error) {
+		return d.DialContext(ctx, w.Network, w.Address)
+	}
 }
 
 // logEvent logs a lifecycle event: starts and ups at info, the rest at warn.
@@ -305,6 +336,7 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		}
 		// The last push, after the streams are closed (spec section 7).
 		a.pusher.Final()
+		a.workerMetrics.Close()
 		done <- code
 	}()
 	select {

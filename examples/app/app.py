@@ -23,6 +23,18 @@ Endpoints
   GET  /headers                 request headers (lowercase name -> value, repeats joined by ", ")
                                 plus "client": the peer host (null over a unix socket)
   GET  /status/{code}           empty body with that status (100-599, else 400)
+  GET  /metrics                 this process' own Prometheus metrics (prometheus_client's ordinary
+                                single-process registry, text format, gzip when asked): see Metrics
+
+Metrics (prometheus_client, default single-process mode: no PROMETHEUS_MULTIPROC_DIR; obsproxy
+fetches every worker's /metrics and adds the worker label, OBSPROXY_WORKER_METRICS_PATH=/metrics)
+  app_requests_total{route,method,code}       finished HTTP requests; route is the route template
+                                              (/anything/{path}), "unmatched" for a 404 without one
+  app_request_duration_seconds{route}         histogram, receipt to the end of the response
+  app_requests_in_progress                    gauge, requests being handled now
+  process_*, python_gc_*, python_info         prometheus_client's default collectors, per process
+  /health, /api/v1/health and /metrics are not counted: obsproxy's probes and scrapes are not traffic,
+  so sum by (worker) (rate(app_requests_total[1m])) matches obsproxy_requests_total's rate.
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
@@ -37,6 +49,7 @@ Start it (from the repository root, after scripts/deps.sh has built .venv)
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -44,6 +57,8 @@ import time
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 VERSION = "1.0.0"
 MAX_SECONDS = 60.0
@@ -71,6 +86,48 @@ async def _lifespan(_app: FastAPI):
 
 
 app = FastAPI(title="obsproxy demo app", version=VERSION, lifespan=_lifespan)
+
+
+# --- the app's own metrics ----------------------------------------------------------------------
+
+REQUESTS = Counter("app_requests", "Finished HTTP requests by route template, method and status code.",
+                   ["route", "method", "code"])
+DURATION = Histogram("app_request_duration_seconds", "Seconds from receipt to the end of the response, by route.",
+                     ["route"])
+IN_PROGRESS = Gauge("app_requests_in_progress", "HTTP requests being handled now.")
+UNCOUNTED = frozenset({"/metrics", "/health", "/api/v1/health"})  # obsproxy's scrapes and probes are not traffic
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (streams and WebSockets pass untouched) counting HTTP requests."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in UNCOUNTED:
+            await self.inner(scope, receive, send)
+            return
+        code = 500
+        began = time.perf_counter()
+
+        async def send_status(message):
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        IN_PROGRESS.inc()
+        try:
+            await self.inner(scope, receive, send_status)
+        finally:
+            IN_PROGRESS.dec()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUESTS.labels(route, scope["method"], str(code)).inc()
+            DURATION.labels(route).observe(time.perf_counter() - began)
+
+
+app.add_middleware(MetricsMiddleware)
 
 
 def worker() -> str:
@@ -211,6 +268,16 @@ async def headers(request: Request):
         received[name] = f"{received[name]}, {value}" if name in received else value
     received["client"] = request.client.host if request.client else None
     return received
+
+
+@app.get("/metrics", include_in_schema=False)
+async def metrics(request: Request):
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = encoder(REGISTRY)
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    return Response(body, headers=headers)
 
 
 @app.get("/status/{code}")
