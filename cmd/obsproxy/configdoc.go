@@ -49,6 +49,9 @@ var configGroups = []configGroup{
 			"import URL, for setups that cannot scrape obsproxy."},
 	{"logging", "Logging",
 		"Structured logs on stderr. The access log never records query strings or header values."},
+	{"tls", "TLS, HTTP/2 and ACME",
+		"TLS on the public listener from certificate files (reloaded when they change) or from an ACME CA, " +
+			"HTTP/2 by ALPN, and h2c for a plain listener behind a load balancer. Everything is in [tls.md](tls.md)."},
 }
 
 // configDocHeader opens docs/configuration.md; the rest follows from Config.
