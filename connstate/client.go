@@ -28,8 +28,19 @@ func protocolIndex(major, minor int) int {
 // CountRequests wraps the public handler so that every client request is
 // counted by protocol (obsproxy_client_requests_total) before next serves
 // it: one atomic add into a fixed array, no allocation per request.
+//
+// net/http hands a handler the HTTP/2 connection preface (`PRI *
+// HTTP/2.0`) read by its HTTP/1 server, for x/net's h2c to hijack; obsproxy
+// serves h2c through http.Server.Protocols instead, so such a request only
+// arrives when h2c is off. It is answered 505 HTTP Version Not Supported,
+// not counted and never sent to a worker.
 func (t *Tracker) CountRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && r.Method == "PRI" {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "HTTP/2 with prior knowledge is not enabled", http.StatusHTTPVersionNotSupported)
+			return
+		}
 		t.requests[protocolIndex(r.ProtoMajor, r.ProtoMinor)].Add(1)
 		next.ServeHTTP(w, r)
 	})
