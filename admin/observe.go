@@ -20,6 +20,8 @@ type Sources struct {
 	// Started is when obsproxy started; Version its version string.
 	Started time.Time
 	Version string
+	// TLS is the public listener's TLS; nil when it is plain.
+	TLS TLSSource
 }
 
 // reading is everything the admin plane shows, copied at one moment: the

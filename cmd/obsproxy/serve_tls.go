@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/obsproxy/obsproxy/admin"
 	"github.com/obsproxy/obsproxy/certs"
 )
 
@@ -34,6 +35,15 @@ func (c *clientTLS) Certificates() []certs.Info {
 		return c.acme.Certificates()
 	}
 	return nil
+}
+
+// source is c as the admin plane's TLS source: a nil interface, not a nil
+// pointer in one, when the listener is plain.
+func (c *clientTLS) source() admin.TLSSource {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // Reloads returns the certificate file reloads (success, failure); zero
