@@ -258,3 +258,45 @@ func TestTLSServerDrainsHTTP2OnSIGTERM(t *testing.T) {
 	}
 	assert.Equal(t, 0, in.proc.wait(t, 15*time.Second))
 }
+
+// TestTLSConnectionCap: OBSPROXY_MAX_CONNECTIONS counts TLS connections
+// (an HTTP/2 connection is one, whatever its streams): with a cap of 1 and
+// one HTTP/2 connection open, a second client's handshake is not served
+// until the first connection closes.
+func TestTLSConnectionCap(t *testing.T) {
+	ca := newTestCA(t)
+	certPEM, keyPEM := ca.issue(t, leafOpts{serial: 11})
+	cf, kf := writePair(t, t.TempDir(), certPEM, keyPEM)
+	w := startUvicorn(t, "u1")
+	waitReady(t, w)
+	in := startTLSObsproxy(t, 0, []*worker{w}, ca.pool, "localhost",
+		"OBSPROXY_TLS_CERT_FILE="+cf, "OBSPROXY_TLS_KEY_FILE="+kf, "OBSPROXY_MAX_CONNECTIONS=1")
+	hostport := strings.TrimPrefix(in.url, "https://")
+	eventually(t, 5*time.Second, func() bool { return in.value(t, "obsproxy_active_connections", nil) == 0 }, "readiness connection still open")
+
+	first := tlsClient(ca.pool, "localhost", true)
+	for range 5 {
+		resp, err := first.Get(in.url + "/")
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "HTTP/2.0", resp.Proto)
+	}
+	assert.Equal(t, 1.0, in.value(t, "obsproxy_active_connections", nil), "five HTTP/2 requests, one connection")
+
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", hostport) // the kernel accepts; obsproxy does not yet
+	require.NoError(t, err)
+	defer c.Close()
+	tc := tls.Client(c, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	c.SetDeadline(time.Now().Add(time.Second))
+	err = tc.Handshake()
+	var ne net.Error
+	require.ErrorAs(t, err, &ne, "a second connection's handshake must wait while the cap is reached")
+	assert.True(t, ne.Timeout())
+	c.Close() // else it takes the freed slot before the next dial
+
+	first.CloseIdleConnections()
+	c2, err := tls.DialWithDialer(d, "tcp", hostport, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	require.NoError(t, err, "a slot frees when the HTTP/2 connection closes")
+	c2.Close()
+}
