@@ -51,7 +51,7 @@ func buildPebble(t *testing.T) (pebble, challtestsrv string) {
 // obsproxy's public listener (Pebble's challenge test server resolves the
 // test domain to 127.0.0.1, so the validation is real), serves it, reuses
 // it from the cache after a restart without a new order, and renews it
-// when its lifetime runs short (Pebble issues 45-second certificates, so
+// when its lifetime runs short (Pebble issues 60-second certificates, so
 // autocert renews after two thirds of it).
 func TestACMEWithPebble(t *testing.T) {
 	const domain = "obsproxy-e2e.test"
@@ -90,7 +90,7 @@ func TestACMEWithPebble(t *testing.T) {
 		"tlsPort":                        obsPort,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
-		"profiles":                       map[string]any{"default": map[string]any{"description": "45-second certificates", "validityPeriod": 45}},
+		"profiles":                       map[string]any{"default": map[string]any{"description": "60-second certificates", "validityPeriod": 60}},
 	}}
 	b, err := json.Marshal(cfg)
 	require.NoError(t, err)
@@ -145,24 +145,31 @@ func TestACMEWithPebble(t *testing.T) {
 		in.value(t, "obsproxy_tls_certificate_not_after_seconds", map[string]string{"name": domain}))
 	assert.Contains(t, in.proc.out.String(), "acme: certificate ready")
 
-	// A restart reuses the cached certificate: no new order.
+	// A restart reuses the cached certificate: no new order. (On a slow
+	// machine a renewal may already have replaced the first certificate:
+	// what counts is that the restart serves the one in use, unordered.)
+	leaf, err = servedCert(addr, domain)
+	require.NoError(t, err)
+	current, orders := leaf.SerialNumber.String(), issued()
 	in.client.CloseIdleConnections()
 	in.proc.signal(syscall.SIGTERM)
 	require.Equal(t, 0, in.proc.wait(t, 15*time.Second))
 	in = startTLSObsproxy(t, obsPort, []*worker{w}, roots, domain, env...)
 	leaf, err = servedCert(addr, domain)
 	require.NoError(t, err)
-	assert.Equal(t, first, leaf.SerialNumber.String(), "the restart serves the cached certificate")
-	assert.Equal(t, 1, issued(), "the restart ordered a new certificate")
+	assert.Equal(t, current, leaf.SerialNumber.String(), "the restart serves the cached certificate")
+	assert.Equal(t, orders, issued(), "the restart ordered a new certificate")
 
-	// Renewed before expiry: a new serial from a second order, same process.
-	eventually(t, 60*time.Second, func() bool {
+	// Renewed before expiry: a new serial from a new order, same process.
+	pid := in.proc.cmd.Process.Pid
+	eventually(t, 90*time.Second, func() bool {
 		l, err := servedCert(addr, domain)
-		return err == nil && l.SerialNumber.String() != first
+		return err == nil && l.SerialNumber.String() != current
 	}, "the certificate was not renewed before it expired")
 	leaf, err = servedCert(addr, domain)
 	require.NoError(t, err)
-	assert.Equal(t, 2, issued())
+	assert.Equal(t, orders+1, issued())
+	assert.Equal(t, pid, in.proc.cmd.Process.Pid)
 	assert.True(t, leaf.NotAfter.After(time.Now()))
 	cached, err := os.ReadFile(filepath.Join(cache, domain))
 	require.NoError(t, err)
@@ -170,5 +177,5 @@ func TestACMEWithPebble(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool {
 		return in.value(t, "obsproxy_tls_certificate_not_after_seconds", map[string]string{"name": domain}) == float64(leaf.NotAfter.Unix())
 	}, "the expiry metric does not follow the renewal")
-	t.Logf("obtained %s, renewed to %s (not after %s)", first, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
+	t.Logf("obtained %s, served %s after the restart, renewed to %s (not after %s)", first, current, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
 }
