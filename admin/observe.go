@@ -23,6 +23,8 @@ type Sources struct {
 	// WorkerMetrics reports the workers' own metrics fetches (spec
 	// section 9); nil while OBSPROXY_WORKER_METRICS_PATH is unset.
 	WorkerMetrics WorkerMetricsSource
+	// TLS is the public listener's TLS; nil when it is plain.
+	TLS TLSSource
 }
 
 // WorkerMetricsSource reports whether the last fetch of a worker's own

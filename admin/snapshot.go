@@ -24,6 +24,9 @@ type Snapshot struct {
 	Workers               []WorkerView    `json:"workers"`
 	Events                []EventView     `json:"events"`
 	History               []Point         `json:"history,omitempty"`
+	// TLS is the public listener's certificates and handshake failures
+	// (spec section 11); null when the listener is plain.
+	TLS *TLSView `json:"tls"`
 }
 
 // HealthView is the public /health verdict (spec section 3) as the
@@ -64,6 +67,9 @@ type ConnectionsView struct {
 	// AcceptedTotal counts connections accepted since start
 	// (obsproxy_connections_accepted_total).
 	AcceptedTotal uint64 `json:"accepted_total"`
+	// RequestsByProtocol counts client requests by protocol: HTTP/1.0,
+	// HTTP/1.1, HTTP/2.0 (obsproxy_client_requests_total).
+	RequestsByProtocol map[string]uint64 `json:"requests_by_protocol"`
 }
 
 // RequestsView sums the proxied requests over the pool.
@@ -186,7 +192,10 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 		},
 		Workers: make([]WorkerView, len(r.pool.Workers)),
 		Events:  make([]EventView, 0, min(len(r.events), maxEvents)),
+		TLS:     s.tlsView(r.at),
 	}
+	h10, h11, h2 := s.Conns.Requests()
+	snap.Connections.RequestsByProtocol = map[string]uint64{"HTTP/1.0": h10, "HTTP/1.1": h11, "HTTP/2.0": h2}
 	if rt.valid {
 		v := round3(rt.perSecond)
 		snap.Requests.PerSecond = &v

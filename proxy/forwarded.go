@@ -138,7 +138,7 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 		if v := in.Header[hdrForwardedProto]; len(v) > 0 {
 			out.Header[hdrForwardedProto] = v
 		} else {
-			out.Header[hdrForwardedProto] = protoHTTP
+			out.Header[hdrForwardedProto] = protoOf(in)
 		}
 		return
 	}
@@ -149,10 +149,21 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 	both := vals[:]
 	out.Header[hdrForwardedFor] = both[0:1:1]
 	out.Header[hdrForwardedHost] = both[1:2:2]
-	out.Header[hdrForwardedProto] = protoHTTP
+	out.Header[hdrForwardedProto] = protoOf(in)
 }
 
-// protoHTTP is shared by every request: the public listener speaks plain
-// HTTP (TLS, if any, ends in front of obsproxy). Header values are never
-// modified in place, so sharing the slice is safe.
-var protoHTTP = []string{"http"}
+// protoHTTP and protoHTTPS are shared by every request: header values are
+// never modified in place, so sharing the slices is safe.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
+
+// protoOf is the X-Forwarded-Proto of a request that reached the public
+// listener directly: https when it came over TLS (spec section 11).
+func protoOf(r *http.Request) []string {
+	if r.TLS != nil {
+		return protoHTTPS
+	}
+	return protoHTTP
+}

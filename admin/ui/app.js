@@ -138,6 +138,31 @@
       r.latency_p95_ms == null ? "no recent requests" : "p95 " + fmtMs(r.latency_p95_ms),
       r.latency_p50_ms);
     document.querySelector('[data-stat="latency"]').dataset.p95 = r.latency_p95_ms == null ? "" : r.latency_p95_ms;
+    renderCertificate(s.tls);
+  }
+
+  // renderCertificate shows the soonest-expiring certificate of the public
+  // listener (null tls: plain listener, card hidden). Under 14 days is a
+  // warning (the CertificateExpiresSoon alert's threshold), under 3 bad.
+  function renderCertificate(tl) {
+    var card = document.querySelector('[data-stat="certificate"]');
+    if (!card) return;
+    card.hidden = !tl;
+    if (!tl) return;
+    var certs = tl.certificates || [];
+    var errs = fmtInt(tl.handshake_errors_total) + " failed handshakes";
+    var reloads = tl.reloads_failure ? " · " + fmtInt(tl.reloads_failure) + " failed reloads" : "";
+    if (!certs.length) {
+      setCard("certificate", "none yet", errs + reloads, null, "warn");
+      card.title = "";
+      return;
+    }
+    var c = certs[0], left = c.expires_in_seconds, days = left / 86400;
+    setCard("certificate", left <= 0 ? "expired" : fmtDuration(left), c.name + reloads, left,
+      days < 3 ? "bad" : days < 14 ? "warn" : "ok");
+    card.dataset.handshakeErrors = tl.handshake_errors_total;
+    card.title = c.name + ", serial " + c.serial + ", issued by " + c.issuer + ", not after " + c.not_after +
+      "; " + errs + reloads;
   }
 
   // ---- workers table -------------------------------------------------------

@@ -11,7 +11,7 @@
 //
 // Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 // IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
-// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
+// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; tls on request), LOAD_CPU (0),
 // SERVER_CPU (1), VARIANT_ENV (unset: space-separated VAR=value pairs; when
 // set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
 // runtime setting such as GOGC=400 within the same rounds).
@@ -375,12 +375,13 @@ type result struct {
 	non2xx        int64
 }
 
-func (b *bench) wrk(url string, conns int, d time.Duration) (result, error) {
+func (b *bench) wrk(url string, conns int, d time.Duration, extra ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+45*time.Second)
 	defer cancel()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := b.loadCommand(ctx, "wrk", "-t1", "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(secs)+"s", "--timeout", "30s", "-s", b.script, url)
+	args := append([]string{"-t1", "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(secs) + "s", "--timeout", "30s", "-s", b.script}, extra...)
+	cmd := b.loadCommand(ctx, "wrk", append(args, url)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := runAux(cmd)
@@ -458,6 +459,12 @@ func (b *bench) run() error {
 			if t.p != nil {
 				t.p.stop()
 			}
+		}
+	}
+	if b.s.phases["tls"] {
+		if err := b.tlsPhase(); err != nil {
+			b.logf("TLS phase failed: %v", err)
+			b.printf("\nTLS phase failed: %v\n", err)
 		}
 	}
 	if b.s.phases["stuck"] {

@@ -86,6 +86,21 @@ type Config struct {
 	WorkerMetricsTimeout  time.Duration `env:"WORKER_METRICS_TIMEOUT" envDefault:"2s" help:"time allowed for each worker's metrics fetch (shortened to fit the scraper's X-Prometheus-Scrape-Timeout-Seconds)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"workermetrics"`
 	WorkerMetricsMaxBytes byteSize      `env:"WORKER_METRICS_MAX_BYTES" envDefault:"8MiB" help:"most bytes a worker's metrics body may have after decompression; a larger one contributes nothing and counts as too_large" accept:"a byte count or a number with a unit from 1KiB to 1GiB, e.g. 8MiB, 500MB, 1048576" group:"workermetrics"`
 
+	// The client side: TLS, HTTP/2, ACME (spec section 11); checked in config_tls.go.
+	TLSCertFile   string `env:"TLS_CERT_FILE" help:"PEM certificate chain (leaf first) for TLS on the public listener, with OBSPROXY_TLS_KEY_FILE; reloaded when it changes" accept:"a readable PEM certificate file, valid now, matching OBSPROXY_TLS_KEY_FILE" group:"tls"`
+	TLSKeyFile    string `env:"TLS_KEY_FILE" help:"PEM private key of OBSPROXY_TLS_CERT_FILE" accept:"a readable PEM private key file matching OBSPROXY_TLS_CERT_FILE" group:"tls"`
+	TLSMinVersion string `env:"TLS_MIN_VERSION" envDefault:"1.2" help:"lowest TLS version accepted from clients" accept:"1.2 or 1.3" group:"tls"`
+	H2C           bool   `env:"H2C" envDefault:"false" help:"accept HTTP/2 cleartext with prior knowledge on a plain public listener (behind a load balancer that speaks h2c)" accept:"true or false, and not with TLS" group:"tls"`
+	ACMEDomains   string `env:"ACME_DOMAINS" help:"comma-separated names to obtain certificates for from an ACME CA (TLS-ALPN-01 on the public listener); not with certificate files" accept:"comma-separated DNS names, e.g. example.com,www.example.com (no wildcards, no IP addresses)" group:"tls"`
+	ACMEEmail     string `env:"ACME_EMAIL" help:"contact address of the ACME account (expiry notices)" accept:"an email address, or empty" group:"tls"`
+	ACMEDirectory string `env:"ACME_DIRECTORY" envDefault:"https://acme-v02.api.letsencrypt.org/directory" help:"ACME directory URL (default: Let's Encrypt production)" accept:"an https:// URL" group:"tls"`
+	ACMECAFile    string `env:"ACME_CA_FILE" help:"PEM CA certificates trusted for the ACME directory's HTTPS, besides the system roots (a private CA)" accept:"a readable PEM file with at least one certificate, or empty" group:"tls"`
+	ACMECacheDir  string `env:"ACME_CACHE_DIR" help:"directory for the ACME account key and certificates (keep it on a volume: a restart reuses them); required with OBSPROXY_ACME_DOMAINS" accept:"a directory path, created 0700 if missing" group:"tls"`
+	// TLSMinVersionID is OBSPROXY_TLS_MIN_VERSION as a crypto/tls constant.
+	TLSMinVersionID uint16 `env:"-"`
+	// ACMEDomainList is OBSPROXY_ACME_DOMAINS parsed, lower-cased, in the
+	// order written; nil when unset.
+	ACMEDomainList []string `env:"-"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -312,6 +327,7 @@ func validate(cfg *Config, vars map[string]string) error {
 		v.push,
 		v.logging,
 		v.workerMetrics,
+		v.tls,
 		v.adminExposure,
 	}
 	for _, check := range checks {

@@ -80,6 +80,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:               "json",
 		WorkerMetricsTimeout:    2 * time.Second,
 		WorkerMetricsMaxBytes:   8 << 20,
+		TLSMinVersion:           "1.2",
+		TLSMinVersionID:         0x0303,
+		ACMEDirectory:           "https://acme-v02.api.letsencrypt.org/directory",
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -169,6 +172,10 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_WORKER_METRICS_TIMEOUT":    {"3s", "500ms", 3 * time.Second, 500 * time.Millisecond},
 		"OBSPROXY_WORKER_METRICS_MAX_BYTES":  {"512MiB", "500MB", byteSize(512 << 20), byteSize(500_000_000)},
 	}
+	tlsf := newTLSFiles(t)
+	for k, v := range tlsf.flagRows() {
+		table[k] = values(v)
+	}
 	// Three workers, so that MIN_HEALTHY_WORKERS=3 is valid.
 	base := []string{"OBSPROXY_UPSTREAMS=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"}
 
@@ -179,7 +186,7 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 			v, ok := table[key]
 			require.True(t, ok, "no test values for %s", key)
 			field := fieldForVar(t, key)
-			environ := append(append([]string{}, base...), key+"="+v.env)
+			environ := append(append(append([]string{}, base...), tlsf.companions(key)...), key+"="+v.env)
 
 			cfg, err := loadConfig(nil, environ)
 			require.NoError(t, err)

@@ -54,6 +54,9 @@ var configGroups = []configGroup{
 			"([metrics.md](metrics.md#the-workers-own-metrics)). The public listener answers 404 on that path."},
 	{"logging", "Logging",
 		"Structured logs on stderr. The access log never records query strings or header values."},
+	{"tls", "TLS, HTTP/2 and ACME",
+		"TLS on the public listener from certificate files (reloaded when they change) or from an ACME CA, " +
+			"HTTP/2 by ALPN, and h2c for a plain listener behind a load balancer. Everything is in [tls.md](tls.md)."},
 }
 
 // configDocHeader opens docs/configuration.md; the rest follows from Config.

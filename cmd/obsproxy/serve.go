@@ -60,6 +60,8 @@ type app struct {
 	logger     *slog.Logger
 	// pusher pushes the registry to OBSPROXY_PUSH_URL; nil when unset.
 	pusher *pusher
+	// tls is the public listener's TLS; nil when it is plain.
+	tls *clientTLS
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -149,19 +151,26 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	if a.tls, err = newClientTLS(cfg, a.registry, logger); err != nil {
+		return nil, err
+	}
 	a.public = &http.Server{
-		Handler:           workermetrics.HidePath(cfg.WorkerMetricsPath, a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy)),
+		Handler:           a.tracker.CountRequests(workermetrics.HidePath(cfg.WorkerMetricsPath, a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy))),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ConnState:         a.tracker.ConnState,
-		ErrorLog:          errorLog,
+		ErrorLog:          serverErrorLog(logger),
+		Protocols:         protocols(cfg, a.tls != nil),
+	}
+	if a.tls != nil {
+		a.public.TLSConfig = a.tls.config
 	}
 	if cfg.AdminAddr != "" {
 		a.adminPlane, err = admin.New(admin.Config{
 			Gatherer: a.gatherer,
 			Sources: &admin.Sources{
 				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
-				WorkerMetrics: metricsSource,
+				WorkerMetrics: metricsSource, TLS: a.tls.source(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,
@@ -233,7 +242,7 @@ func serve(cfg Config, stderr io.Writer) int {
 	if cfg.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	}
-	ln = a.tracker.Listen(ln)
+	ln = a.tls.listen(a.tracker.Listen(ln))
 	var adminLn net.Listener
 	if a.admin != nil {
 		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
@@ -257,10 +266,21 @@ func serve(cfg Config, stderr io.Writer) int {
 			a.adminPlane.Run(probeCtx)
 		}
 	}()
+	// Certificate file polling runs and stops with the probes too.
+	tlsDone := make(chan struct{})
+	go func() {
+		defer close(tlsDone)
+		a.tls.run(probeCtx)
+	}()
 	defer func() {
 		stopProbes()
 		<-probesDone
 		<-samplerDone
+		if a.tls == nil || a.tls.acme == nil {
+			// An ACME order at start is bounded by autocert's own timeout
+			// and cannot be cancelled; nothing waits for it at exit.
+			<-tlsDone
+		}
 	}()
 
 	errc := make(chan error, 2)
@@ -271,7 +291,7 @@ func serve(cfg Config, stderr io.Writer) int {
 	for _, v := range cfg.UnknownVars {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
-	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
+	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(), "tls", a.tls != nil, "h2c", cfg.H2C,
 		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
 	a.pusher.Start()
 
@@ -369,8 +389,8 @@ func healthcheck(cfg Config, stdout, stderr io.Writer) int {
 	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + cfg.HealthPath)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: healthcheckTransport(cfg)}
+	resp, err := client.Get(healthcheckScheme(cfg) + "://" + net.JoinHostPort(host, port) + cfg.HealthPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
 		return exitFailure
