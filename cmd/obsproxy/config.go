@@ -80,6 +80,10 @@ type Config struct {
 	AccessLog bool   `env:"ACCESS_LOG" envDefault:"false" help:"log one line per proxied request (never query strings or header values)" accept:"true or false" group:"logging"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"log level" accept:"debug, info, warn or error" group:"logging"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log format on stderr" accept:"json or text" group:"logging"`
+
+	WorkerMaxInFlight int           `env:"WORKER_MAX_IN_FLIGHT" envDefault:"0" help:"cap on requests in flight per worker; beyond it requests wait in one FIFO queue (0: no cap)" accept:"an integer from 0 to 100000" group:"admission"`
+	QueueSize         int           `env:"QUEUE_SIZE" envDefault:"1024" help:"how many requests may wait for a worker below its cap; more get 503 overloaded (0: none wait)" accept:"an integer from 0 to 1000000" group:"admission"`
+	QueueTimeout      time.Duration `env:"QUEUE_TIMEOUT" envDefault:"10s" help:"longest a request waits in the queue before 503 overloaded" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"admission"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -305,6 +309,7 @@ func validate(cfg *Config, vars map[string]string) error {
 		v.timeouts,
 		v.push,
 		v.logging,
+		v.admission,
 		v.adminExposure,
 	}
 	for _, check := range checks {

@@ -49,6 +49,10 @@ var configGroups = []configGroup{
 			"import URL, for setups that cannot scrape obsproxy."},
 	{"logging", "Logging",
 		"Structured logs on stderr. The access log never records query strings or header values."},
+	{"admission", "Admission control",
+		"A cap on the requests in flight to each worker and one FIFO queue for the requests that find " +
+			"every worker at its cap (spec section 10); without a cap nothing waits. How to size the cap, " +
+			"the queue and the workers' own limits together is in [operations.md](operations.md#admission-control)."},
 }
 
 // configDocHeader opens docs/configuration.md; the rest follows from Config.
