@@ -11,9 +11,10 @@ Endpoints
   GET  /block?seconds=2         time.sleep inside async def (cap 60 s): the whole worker stops answering
   GET  /burn?ms=5               burns that much CPU on the event loop (busy loop, cap 1000 ms), then JSON:
                                 a CPU-bound endpoint whose latency climbs with concurrency (benchmarks)
-  GET  /concurrency             {"current", "max", "worker"}: requests of /slow and /burn in progress in this
-                                process now, and the most seen at once since start or the last reset;
-                                ?reset=true sets max to current. Counted in the process, deterministic
+  GET  /concurrency             {"current", "max", "total", "worker"}: requests of /slow and /burn in progress
+                                in this process now, the most seen at once since start or the last reset, and
+                                how many began since start; ?reset=true sets max to current. Counted in the
+                                process, deterministic
   GET  /api/v1/health           structured health: 200 healthy|degraded, 503 unhealthy (database down)
   GET  /health                  the same (obsproxy's default OBSPROXY_UPSTREAM_HEALTH_PATH)
   POST /control/checks/{name}?ok=false|true
@@ -78,8 +79,10 @@ class _Concurrency:
     def __init__(self) -> None:
         self.current = 0
         self.max = 0
+        self.total = 0
 
     def __enter__(self) -> None:
+        self.total += 1
         self.current += 1
         self.max = max(self.max, self.current)
 
@@ -144,7 +147,7 @@ async def burn(request: Request, ms: float = 5.0):
 async def concurrency(reset: bool = False):
     if reset:
         CONCURRENCY.max = CONCURRENCY.current
-    return {"current": CONCURRENCY.current, "max": CONCURRENCY.max, "worker": worker()}
+    return {"current": CONCURRENCY.current, "max": CONCURRENCY.max, "total": CONCURRENCY.total, "worker": worker()}
 
 
 @app.get("/block")
