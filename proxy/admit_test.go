@@ -293,3 +293,28 @@ func TestWithoutCapNothingWaits(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 0.0, f.value(t, "obsproxy_worker_max_in_flight", nil))
 }
+
+// TestCapBoundsIdleConnections: with a cap, each worker's idle pool (lean
+// HTTP/1.1 path and net/http's) keeps no more connections than the cap can
+// use, so that uvicorn's --limit-concurrency, which counts idle keep-alive
+// connections, is never tripped by obsproxy.
+func TestCapBoundsIdleConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cap  int
+		want int
+	}{{"no cap keeps the default", 0, 256}, {"cap 3", 3, 3}, {"cap above the default", 1000, 256}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newAdmitFixture(t, admission.Config{MaxInFlight: tc.cap, Size: 1, Timeout: time.Second}, Config{},
+				upstream(t, "w1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+			st, ok := f.h.proxies[0].Transport.(*streamTransport)
+			require.True(t, ok)
+			h1, ok := st.rt.(*h1Transport)
+			require.True(t, ok, "an HTTP/1.1 worker gets the lean round-tripper")
+			assert.Equal(t, tc.want, h1.maxIdle)
+			nh, ok := h1.fallback.(*http.Transport)
+			require.True(t, ok)
+			assert.Equal(t, tc.want, nh.MaxIdleConnsPerHost)
+		})
+	}
+}
