@@ -155,7 +155,7 @@ func TestNewArrivalQueuesBehindWaiters(t *testing.T) {
 }
 
 func TestFullAndTimeoutRejections(t *testing.T) {
-	q := newQueue(t, newPool(t, 1), 1, 2, 200*time.Millisecond)
+	q := newQueue(t, newPool(t, 1), 1, 2, time.Second)
 	ctx := context.Background()
 	holder, _ := q.Acquire(ctx, nil, false)
 	results := make(chan result, 2)
@@ -228,22 +228,26 @@ func TestCancellationLeavesTheLine(t *testing.T) {
 // the slot goes to the second (whose deadline is later), and afterwards the
 // slot is free.
 func TestNoLostWakeUpWhenTimeoutMeetsRelease(t *testing.T) {
-	const timeout = 60 * time.Millisecond
+	const timeout = 150 * time.Millisecond
 	q := newQueue(t, newPool(t, 1), 1, 10, timeout)
 	ctx := context.Background()
 	var firstWon, secondWon, raced int
-	for i := range 60 {
+	for i := range 40 {
 		holder, out := q.Acquire(ctx, nil, false)
 		require.Equal(t, Admitted, out, "round %d: slot lost in an earlier round", i)
 		results := make(chan result, 2)
-		enqueue(t, q, ctx, 0, 1, results)
 		began := time.Now()
-		time.Sleep(20 * time.Millisecond) // the second waiter's deadline is later
-		go func() {
-			w, out := q.Acquire(ctx, nil, false)
-			results <- result{1, w, out}
-		}()
-		await(t, "the second waiter in line", func() bool { return q.Depth() == 2 || time.Since(began) > timeout })
+		for id := range 2 {
+			if id == 1 {
+				time.Sleep(40 * time.Millisecond) // the second waiter's deadline is later
+			}
+			go func() {
+				w, out := q.Acquire(ctx, nil, false)
+				results <- result{id, w, out}
+			}()
+			// In line, or (on a very slow machine) already timed out.
+			await(t, "the waiter in line", func() bool { return q.Depth() == int64(id+1) || time.Since(began) > timeout })
+		}
 		jitter := time.Duration(rand.IntN(6000)-3000) * time.Microsecond
 		time.Sleep(time.Until(began.Add(timeout + jitter)))
 		q.Release(holder)

@@ -217,8 +217,10 @@ func TestAdmissionRejectsOverflow(t *testing.T) {
 	assert.GreaterOrEqual(t, timeout, 2.0)
 	assert.Equal(t, 6.0, metricstest.Sum(t, m, "obsproxy_requests_total", map[string]string{"worker": "none", "code": "503"}))
 
-	// Tolerant: the machine is shared, so one slow outlier in fifty is
-	// forgiven; the median must be far below the bound.
+	// Tolerant: the machine is shared (and make test runs every package at
+	// once), so one slow answer in ten is forgiven. A /health that waited
+	// in the queue would take the 500 ms queue timeout or the 2 s of a
+	// slot every time, so the median catches that.
 	require.NotEmpty(t, lat)
 	slices.Sort(lat)
 	slow := 0
@@ -229,7 +231,7 @@ func TestAdmissionRejectsOverflow(t *testing.T) {
 	}
 	t.Logf("/health: %d answers during the overload, median %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
 	assert.Less(t, lat[len(lat)/2], 100*time.Millisecond)
-	assert.LessOrEqual(t, slow, len(lat)/50, "/health answers in under 100 ms while the queue rejects")
+	assert.LessOrEqual(t, slow, len(lat)/10, "/health answers in under 100 ms while the queue rejects")
 }
 
 // TestQueuedClientThatLeavesIsNeverSent: a request whose client goes away

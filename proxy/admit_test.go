@@ -122,7 +122,7 @@ func TestAdmissionCapsInFlightAndQueues(t *testing.T) {
 
 func TestAdmissionRejectsOverloaded(t *testing.T) {
 	g := newGate()
-	f := newAdmitFixture(t, admission.Config{MaxInFlight: 1, Size: 1, Timeout: 300 * time.Millisecond}, Config{},
+	f := newAdmitFixture(t, admission.Config{MaxInFlight: 1, Size: 1, Timeout: time.Second}, Config{},
 		upstream(t, "w1", g))
 	held := make(chan int, 1)
 	go func() {
