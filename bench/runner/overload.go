@@ -99,9 +99,10 @@ backend workers
 }
 
 // idleWorkers waits until no worker has a /burn request in progress (the
-// previous target's backlog is served), up to a minute.
+// previous target's backlog is served: uvicorn goes on with requests whose
+// clients gave up), up to three minutes.
 func idleWorkers(addrs []string) {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		busy := false
 		for _, a := range addrs {
@@ -166,15 +167,18 @@ func (b *bench) overloadPhase() error {
 		name, label string
 		startFn     func(port int) (*proc, error)
 	}
+	// The targets without a limit run last: they leave a backlog in the
+	// workers' event loops (requests whose clients timed out) that takes
+	// a while to drain.
 	peers := []peer{
-		{"obsproxy-nocap", "obsproxy, no cap", func(port int) (*proc, error) {
-			return b.startObsproxy("overload-obsproxy-nocap", port, strings.Join(ups, ","), "least_inflight")
-		}},
 		{"obsproxy-cap", fmt.Sprintf("obsproxy, cap %d + queue (timeout %s)", capN, queueTimeout), func(port int) (*proc, error) {
 			return b.startObsproxy("overload-obsproxy-cap", port, strings.Join(ups, ","), "least_inflight", capEnv...)
 		}},
 		{"haproxy", fmt.Sprintf("HAProxy, maxconn %d + timeout queue %s", capN, queueTimeout), func(port int) (*proc, error) {
 			return b.startHAProxyQueued("overload-haproxy", port, workers, capN, queueTimeout)
+		}},
+		{"obsproxy-nocap", "obsproxy, no cap", func(port int) (*proc, error) {
+			return b.startObsproxy("overload-obsproxy-nocap", port, strings.Join(ups, ","), "least_inflight")
 		}},
 		{"nginx", "nginx round-robin (no queue)", func(port int) (*proc, error) {
 			return b.startNginx("overload-nginx", port, workers)
@@ -214,7 +218,8 @@ func (b *bench) overloadPhase() error {
 		time.Sleep(3 * time.Second) // every worker probed up (obsproxy, HAProxy)
 		if rate == 0 {
 			// Capacity: a closed loop keeping every worker busy (two
-			// requests each) through the first target, for 10 s.
+			// requests each) through the first target (obsproxy with its
+			// cap: the same six in flight), for 10 s.
 			saved := b.s.stuckConns
 			savedD := b.s.stuckDuration
 			b.s.stuckConns, b.s.stuckDuration = 6, 10*time.Second
