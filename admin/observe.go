@@ -3,6 +3,7 @@ package admin
 import (
 	"time"
 
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/connstate"
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -17,6 +18,8 @@ type Sources struct {
 	Proxy *proxy.Handler
 	Conns *connstate.Tracker
 	Gate  *healthgate.Gate
+	// Queue is admission control (spec section 10); nil shows no cap.
+	Queue *admission.Queue
 	// Started is when obsproxy started; Version its version string.
 	Started time.Time
 	Version string
@@ -49,6 +52,7 @@ type reading struct {
 	conns   [4]int64 // new, active, idle, hijacked
 	active  int64
 	accept  uint64
+	queue   queueReading
 }
 
 // read copies the sources' state. Each source holds its own lock only
@@ -63,6 +67,7 @@ func (s *Sources) read(now time.Time) reading {
 	r.conns[0], r.conns[1], r.conns[2], r.conns[3] = s.Conns.Counts()
 	r.active = s.Conns.Active()
 	r.accept = s.Conns.Accepted()
+	r.queue = readQueue(s.Queue, len(r.pool.Workers), now)
 	return r
 }
 

@@ -21,6 +21,7 @@ type Snapshot struct {
 	Pool                  PoolView        `json:"pool"`
 	Connections           ConnectionsView `json:"connections"`
 	Requests              RequestsView    `json:"requests"`
+	Queue                 QueueView       `json:"queue"`
 	Workers               []WorkerView    `json:"workers"`
 	Events                []EventView     `json:"events"`
 	History               []Point         `json:"history,omitempty"`
@@ -139,6 +140,10 @@ type WorkerView struct {
 	// OBSPROXY_WORKER_METRICS_PATH is unset and before the first fetch
 	// (fetches happen only when /metrics is scraped or pushed).
 	MetricsUp *bool `json:"metrics_up"`
+	// CapUsage is the share of the worker's in-flight cap in use, 0 to 1
+	// (admission control's slots over OBSPROXY_WORKER_MAX_IN_FLIGHT);
+	// null without a cap.
+	CapUsage *float64 `json:"cap_usage"`
 }
 
 // EventView is one lifecycle event (lifecycle.Event).
@@ -161,6 +166,8 @@ type Point struct {
 	WorkersUp    int      `json:"workers_up"`
 	LatencyP50MS *float64 `json:"latency_p50_ms"`
 	LatencyP95MS *float64 `json:"latency_p95_ms"`
+	// QueueDepth is the requests waiting for a worker below its cap.
+	QueueDepth int64 `json:"queue_depth"`
 }
 
 // maxEvents is how many of the newest lifecycle events a Snapshot carries.
@@ -190,6 +197,7 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			ErrorsTotal: errs, RetriesTotal: retries, NoWorkerTotal: r.none.Requests,
 			LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
 		},
+		Queue:   r.queue.view(),
 		Workers: make([]WorkerView, len(r.pool.Workers)),
 		Events:  make([]EventView, 0, min(len(r.events), maxEvents)),
 		TLS:     s.tlsView(r.at),
@@ -208,6 +216,7 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			Name: ws.Name, Address: ws.Address, State: ws.State.String(), Health: ws.Health.String(),
 			Detail: ws.Detail, DownReason: ws.DownReason, Running: ws.Running,
 			UptimeSeconds: round3(ws.Uptime.Seconds()), Started: ws.Started, Stopped: ws.Stopped, PID: ws.PID,
+			CapUsage: r.queue.capUsage(i),
 		}
 		if ws.Network == "unix" {
 			row.Address = "unix:" + ws.Address
@@ -247,7 +256,7 @@ func point(r reading, rt rates) Point {
 	_, _, _, inFlight, streams := r.totals()
 	p := Point{
 		T: r.at.UnixMilli(), InFlight: inFlight, Connections: r.active, Streams: streams, WorkersUp: r.pool.Up,
-		LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
+		LatencyP50MS: rt.p50, LatencyP95MS: rt.p95, QueueDepth: r.queue.depth,
 	}
 	if rt.valid {
 		v := round3(rt.perSecond)

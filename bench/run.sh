@@ -10,6 +10,9 @@
 # (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; add tls, or PHASES=tls
 # alone, for TLS HTTP/1.1, HTTP/2 and handshakes), LOAD_CPU (0),
 # SERVER_CPU (1). A quick run: ROUNDS=1 DURATION=3 IDLE_CONNS=500 make bench
+# The overload phase (admission control, issue 16) runs only when asked:
+# PHASES=overload make bench (about 4 minutes; OVERLOAD_* settings in
+# bench/runner/overload.go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}

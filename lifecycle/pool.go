@@ -166,6 +166,15 @@ func (p *Pool) Pick() *Worker { return p.PickExcept(nil, false) }
 // none) and, when http1Only is set, h2c workers. It returns nil when no
 // worker qualifies. It allocates nothing.
 func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
+	return p.PickWhere(tried, http1Only, nil)
+}
+
+// PickWhere is PickExcept among the workers for which admit returns true
+// (nil admits every worker): admission control passes a check of the
+// worker's free slots, so that the policy chooses among the workers below
+// their cap (spec section 10). admit is called more than once per worker
+// and must not block; PickWhere allocates nothing itself.
+func (p *Pool) PickWhere(tried []uint64, http1Only bool, admit func(*Worker) bool) *Worker {
 	// Two passes: find the lowest load among the candidates (every load is
 	// equal under RoundRobin) and how many share it, then take the k-th of
 	// those, k turning with every pick. This keeps ties strictly
@@ -175,7 +184,7 @@ func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
 	var minLoad int64
 	ties := 0
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || (admit != nil && !admit(w)) {
 			continue
 		}
 		load := p.load(w)
@@ -191,7 +200,7 @@ func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
 	}
 	k := int(p.next.Add(1) % uint64(ties))
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad || (admit != nil && !admit(w)) {
 			continue
 		}
 		if k == 0 {

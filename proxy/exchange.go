@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
 // exchange is one client request on its way through obsproxy: the
@@ -21,6 +23,7 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
+	slot      *lifecycle.Worker // holds an admission slot on this worker
 	requestID []string
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
@@ -49,12 +52,14 @@ func (e *exchange) reset() {
 	*e = exchange{h: h, tried: tried}
 }
 
-// leaveFlight takes e off its worker's in-flight list, once.
+// leaveFlight takes e off its worker's in-flight list, once, and gives
+// back its admission slot.
 func (e *exchange) leaveFlight() {
 	if e.inFlight {
 		e.inFlight = false
 		e.ws.leave(e)
 	}
+	e.releaseSlot()
 }
 
 // beginStream turns e from an in-flight request into a stream of kind: it

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
@@ -63,6 +64,12 @@ type Config struct {
 	// (spec section 4: obsproxy marks the worker down and probes it at
 	// once). It runs on the request's goroutine: it must not block.
 	OnConnectFailure func(*lifecycle.Worker)
+	// Admission, when capped (admission.Queue.Capped), is consulted at
+	// every pick: requests go only to workers below the cap and otherwise
+	// wait in its queue (spec section 10); it also bounds
+	// MaxIdleConnsPerWorker to the cap. nil or uncapped: no admission
+	// control, nothing changes.
+	Admission *admission.Queue
 }
 
 // DefaultDurationBuckets are the default request duration histogram bounds,
@@ -81,6 +88,7 @@ type Handler struct {
 	proxies   []*httputil.ReverseProxy
 	ids       *idGenerator
 	onConnect func(*lifecycle.Worker)
+	admission *admission.Queue // nil without a cap
 	logger    *slog.Logger
 	accessLog *slog.Logger
 	exchanges sync.Pool
@@ -101,6 +109,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxIdleConnsPerWorker == 0 {
 		cfg.MaxIdleConnsPerWorker = 256
 	}
+	if cfg.Admission.Capped() {
+		// Never more idle connections than the cap can use: uvicorn's
+		// --limit-concurrency counts idle keep-alive connections.
+		cfg.MaxIdleConnsPerWorker = min(cfg.MaxIdleConnsPerWorker, cfg.Admission.MaxInFlight())
+	}
 	if cfg.DurationBuckets == nil {
 		cfg.DurationBuckets = DefaultDurationBuckets
 	}
@@ -114,6 +127,7 @@ func New(cfg Config) (*Handler, error) {
 		onConnect: cfg.OnConnectFailure,
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
+		admission: admissionOf(cfg.Admission),
 		none:      &workerStats{name: "none"},
 		descs:     newDescs(),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -236,10 +250,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stripH2CUpgrade(r.Header)
 	e.upgrade = isUpgrade(r.Header)
-	worker := h.pool.PickExcept(e.tried, e.upgrade)
+	worker, out := h.pick(e)
 	if worker == nil {
-		e.ws = h.none
-		e.fail(http.StatusServiceUnavailable, "no healthy upstream")
+		h.refuse(e, out)
 		return
 	}
 	h.send(e, worker)
@@ -288,9 +301,14 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 		h.onConnect(ws.worker)
 	}
 	if reason == reasonConnect || (retryable(e.in) && reason == reasonReset) {
-		if next := h.pool.PickExcept(e.tried, e.upgrade); next != nil {
+		next, out := h.pick(e)
+		if next != nil {
 			ws.retries.Add(1)
 			h.send(e, next)
+			return
+		}
+		if out != admission.NoWorker {
+			h.refuse(e, out)
 			return
 		}
 	}

@@ -128,6 +128,16 @@
     var oldest = (s.workers || []).reduce(function (m, w) { return Math.max(m, w.oldest_in_flight_seconds || 0); }, 0);
     setCard("in-flight", fmtInt(r.in_flight), oldest > 0 ? "oldest " + fmtAge(oldest) : "nothing waiting", r.in_flight,
       stuck ? "warn" : "");
+    var q = s.queue || {};
+    var rejected = (q.rejected_full_total || 0) + (q.rejected_timeout_total || 0);
+    var qSub = !q.max_in_flight ? "no cap" :
+      "cap " + fmtInt(q.max_in_flight) + "/worker · " + fmtInt(rejected) + " rejected" +
+      (q.depth > 0 ? " · oldest " + fmtAge(q.oldest_wait_seconds) : "");
+    setCard("queue", q.max_in_flight ? fmtInt(q.depth) : "–", qSub, q.depth || 0,
+      q.depth > 0 ? "warn" : "");
+    var qCard = document.querySelector('[data-stat="queue"]');
+    qCard.dataset.cap = q.max_in_flight || 0;
+    qCard.dataset.rejected = rejected;
     var reqSub = fmtInt(r.total) + " total · " + fmtInt(r.errors_total) + " errors";
     if (r.no_worker_total) reqSub += " · " + fmtInt(r.no_worker_total) + " no worker";
     setCard("requests-per-second", fmtRate(r.per_second), reqSub, r.per_second);
@@ -221,6 +231,8 @@
       }
 
       numCell(tr, "in-flight", fmtInt(w.in_flight), w.in_flight);
+      var capCell = numCell(tr, "cap", w.cap_usage == null ? "–" : Math.round(w.cap_usage * 100) + "%", w.cap_usage);
+      if (w.cap_usage >= 1) capCell.classList.add("slow-cell");
       var old = numCell(tr, "oldest", null, w.oldest_in_flight_seconds);
       if (stuck) {
         old.classList.add("stuck-cell");
@@ -299,7 +311,8 @@
     return {
       t: Date.parse(s.timestamp), per_second: r.per_second, in_flight: r.in_flight,
       connections: c.active, streams: r.streams, workers_up: p.up,
-      latency_p50_ms: r.latency_p50_ms, latency_p95_ms: r.latency_p95_ms
+      latency_p50_ms: r.latency_p50_ms, latency_p95_ms: r.latency_p95_ms,
+      queue_depth: (s.queue || {}).depth || 0
     };
   }
 
@@ -331,7 +344,13 @@
 
   var chartDefs = {
     rps: { series: [{ label: "req/s", key: "per_second", color: COLORS.blue, fmt: fmtRate }] },
-    inflight: { integer: true, series: [{ label: "in flight", key: "in_flight", color: COLORS.violet, fmt: fmtInt }] },
+    inflight: {
+      integer: true,
+      series: [
+        { label: "in flight", key: "in_flight", color: COLORS.violet, fmt: fmtInt },
+        { label: "queued", key: "queue_depth", color: COLORS.rose, fmt: fmtInt }
+      ]
+    },
     conns: {
       integer: true,
       series: [

@@ -11,8 +11,10 @@
 //
 // Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 // IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
-// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; tls on request), LOAD_CPU (0),
-// SERVER_CPU (1), VARIANT_ENV (unset: space-separated VAR=value pairs; when
+// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; tls and overload on
+// request: overload.go runs admission control under an open-loop load, with
+// its own OVERLOAD_* settings), LOAD_CPU (0), SERVER_CPU (1), VARIANT_ENV
+// (unset: space-separated VAR=value pairs; when
 // set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
 // runtime setting such as GOGC=400 within the same rounds).
 package main
@@ -471,6 +473,12 @@ func (b *bench) run() error {
 		if err := b.stuckPhase(); err != nil {
 			b.logf("stuck-worker test failed: %v", err)
 			b.printf("\nstuck-worker test failed: %v\n", err)
+		}
+	}
+	if b.s.phases["overload"] {
+		if err := b.overloadPhase(); err != nil {
+			b.logf("overload test failed: %v", err)
+			b.printf("\noverload test failed: %v\n", err)
 		}
 	}
 	b.loads = append(b.loads, loadavg())

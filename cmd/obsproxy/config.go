@@ -100,7 +100,10 @@ type Config struct {
 	TLSMinVersionID uint16 `env:"-"`
 	// ACMEDomainList is OBSPROXY_ACME_DOMAINS parsed, lower-cased, in the
 	// order written; nil when unset.
-	ACMEDomainList []string `env:"-"`
+	ACMEDomainList    []string      `env:"-"`
+	WorkerMaxInFlight int           `env:"WORKER_MAX_IN_FLIGHT" envDefault:"0" help:"cap on requests in flight per worker; beyond it requests wait in one FIFO queue (0: no cap)" accept:"an integer from 0 to 100000" group:"admission"`
+	QueueSize         int           `env:"QUEUE_SIZE" envDefault:"1024" help:"how many requests may wait for a worker below its cap; more get 503 overloaded (0: none wait)" accept:"an integer from 0 to 1000000" group:"admission"`
+	QueueTimeout      time.Duration `env:"QUEUE_TIMEOUT" envDefault:"10s" help:"longest a request waits in the queue before 503 overloaded" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"admission"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -328,6 +331,7 @@ func validate(cfg *Config, vars map[string]string) error {
 		v.logging,
 		v.workerMetrics,
 		v.tls,
+		v.admission,
 		v.adminExposure,
 	}
 	for _, check := range checks {

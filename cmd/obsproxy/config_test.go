@@ -83,6 +83,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		TLSMinVersion:           "1.2",
 		TLSMinVersionID:         0x0303,
 		ACMEDirectory:           "https://acme-v02.api.letsencrypt.org/directory",
+		QueueSize:               1024,
+		QueueTimeout:            10 * time.Second,
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -159,6 +161,9 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_IDLE_TIMEOUT":              {"1m", "2m", time.Minute, 2 * time.Minute},
 		"OBSPROXY_UPSTREAM_DIAL_TIMEOUT":     {"3s", "4s", 3 * time.Second, 4 * time.Second},
 		"OBSPROXY_UPSTREAM_RESPONSE_TIMEOUT": {"30s", "45s", 30 * time.Second, 45 * time.Second},
+		"OBSPROXY_WORKER_MAX_IN_FLIGHT":      {"4", "8", 4, 8},
+		"OBSPROXY_QUEUE_SIZE":                {"100", "200", 100, 200},
+		"OBSPROXY_QUEUE_TIMEOUT":             {"5s", "500ms", 5 * time.Second, 500 * time.Millisecond},
 		"OBSPROXY_DRAIN_DELAY":               {"5s", "0s", 5 * time.Second, time.Duration(0)},
 		"OBSPROXY_SHUTDOWN_TIMEOUT":          {"10s", "20s", 10 * time.Second, 20 * time.Second},
 		"OBSPROXY_SAMPLE_INTERVAL":           {"500ms", "2s", 500 * time.Millisecond, 2 * time.Second},

@@ -57,6 +57,10 @@ var configGroups = []configGroup{
 	{"tls", "TLS, HTTP/2 and ACME",
 		"TLS on the public listener from certificate files (reloaded when they change) or from an ACME CA, " +
 			"HTTP/2 by ALPN, and h2c for a plain listener behind a load balancer. Everything is in [tls.md](tls.md)."},
+	{"admission", "Admission control",
+		"A cap on the requests in flight to each worker and one FIFO queue for the requests that find " +
+			"every worker at its cap (spec section 10); without a cap nothing waits. How to size the cap, " +
+			"the queue and the workers' own limits together is in [operations.md](operations.md#admission-control)."},
 }
 
 // configDocHeader opens docs/configuration.md; the rest follows from Config.

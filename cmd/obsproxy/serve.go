@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/obsproxy/obsproxy/admin"
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/connstate"
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -46,6 +47,7 @@ type app struct {
 	proxy    *proxy.Handler
 	prober   *healthgate.Prober
 	gate     *healthgate.Gate
+	queue    *admission.Queue
 	registry *prometheus.Registry
 	// gatherer is what /metrics serves and push sends: the registry,
 	// merged with the workers' own metrics when workerMetrics is set.
@@ -76,7 +78,18 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.pool, err = lifecycle.NewPool(lifecycle.Config{
 		Workers: cfg.Workers, Policy: policy,
 		Rise: cfg.HealthRise, Fall: cfg.HealthFall, MinUp: cfg.MinHealthyWorkers,
-		OnEvent: func(e lifecycle.Event) { logEvent(logger, e) },
+		OnEvent: func(e lifecycle.Event) {
+			logEvent(logger, e)
+			if e.Kind == lifecycle.EventUp {
+				a.queue.Kick() // a worker back up has free slots for the waiting requests
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.queue, err = admission.New(admission.Config{
+		Pool: a.pool, MaxInFlight: cfg.WorkerMaxInFlight, Size: cfg.QueueSize, Timeout: cfg.QueueTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -106,6 +119,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		ResponseTimeout: cfg.UpstreamResponseTimeout,
 		Logger:          logger,
 		AccessLog:       accessLog,
+		Admission:       a.queue,
 		// A worker that refuses connections leaves traffic at once and is
 		// probed now; probes alone bring it back (spec section 4).
 		OnConnectFailure: func(w *lifecycle.Worker) {
@@ -121,7 +135,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.tracker, a.proxy, a.pool, a.prober, a.gate,
+		a.tracker, a.proxy, a.pool, a.prober, a.gate, a.queue,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "obsproxy_uptime_seconds", Help: "Seconds since obsproxy started.",
 		}, func() float64 { return time.Since(a.started).Seconds() }),
@@ -169,7 +183,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		a.adminPlane, err = admin.New(admin.Config{
 			Gatherer: a.gatherer,
 			Sources: &admin.Sources{
-				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
+				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Queue: a.queue, Started: a.started, Version: version,
 				WorkerMetrics: metricsSource, TLS: a.tls.source(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},

@@ -9,6 +9,12 @@ Endpoints
   ANY  /anything/{path}         the same, echoing the path (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)
   GET  /slow?seconds=1.5        asyncio.sleep (cap 60 s), then JSON; the event loop stays free
   GET  /block?seconds=2         time.sleep inside async def (cap 60 s): the whole worker stops answering
+  GET  /burn?ms=5               burns that much CPU on the event loop (busy loop, cap 1000 ms), then JSON:
+                                a CPU-bound endpoint whose latency climbs with concurrency (benchmarks)
+  GET  /concurrency             {"current", "max", "total", "worker"}: requests of /slow and /burn in progress
+                                in this process now, the most seen at once since start or the last reset, and
+                                how many began since start; ?reset=true sets max to current. Counted in the
+                                process, deterministic
   GET  /api/v1/health           structured health: 200 healthy|degraded, 503 unhealthy (database down)
   GET  /health                  the same (obsproxy's default OBSPROXY_UPSTREAM_HEALTH_PATH)
   POST /control/checks/{name}?ok=false|true
@@ -77,6 +83,29 @@ CHECKS = {  # simulated dependency state of this process, flipped by /control/ch
 }
 START = time.monotonic()
 UPLOADS = 0
+MAX_BURN_MS = 1000.0
+
+
+class _Concurrency:
+    """Counts the /slow and /burn requests in progress in this process and the most seen at once.
+
+    One event loop per process, so plain integers are safe: no await between read and write."""
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.max = 0
+        self.total = 0
+
+    def __enter__(self) -> None:
+        self.total += 1
+        self.current += 1
+        self.max = max(self.max, self.current)
+
+    def __exit__(self, *exc) -> None:
+        self.current -= 1
+
+
+CONCURRENCY = _Concurrency()
 
 @contextlib.asynccontextmanager
 async def _lifespan(_app: FastAPI):
@@ -155,8 +184,27 @@ async def anything(request: Request, path: str):
 @app.get("/slow")
 async def slow(request: Request, seconds: float = 1.0):
     seconds = _clamp(seconds, MAX_SECONDS)
-    await asyncio.sleep(seconds)
+    with CONCURRENCY:
+        await asyncio.sleep(seconds)
     return {**_ident(request), "slept": seconds}
+
+
+@app.get("/burn")
+async def burn(request: Request, ms: float = 5.0):
+    ms = _clamp(ms, MAX_BURN_MS)
+    with CONCURRENCY:
+        deadline = time.perf_counter() + ms / 1000
+        n = 0
+        while time.perf_counter() < deadline:  # deliberately CPU-bound on the event loop
+            n += 1
+    return {**_ident(request), "burned_ms": ms}
+
+
+@app.get("/concurrency")
+async def concurrency(reset: bool = False):
+    if reset:
+        CONCURRENCY.max = CONCURRENCY.current
+    return {"current": CONCURRENCY.current, "max": CONCURRENCY.max, "total": CONCURRENCY.total, "worker": worker()}
 
 
 @app.get("/block")
