@@ -165,8 +165,12 @@ func (p *Pool) Status() PoolStatus {
 		if s == StateUp {
 			st.Up++
 		}
+		addr := w.Address
+		if ep := w.Endpoint(); addr == "" && ep != nil {
+			addr = ep.Address
+		}
 		st.Workers[i] = WorkerStatus{
-			Name: w.Name, Network: w.Network, Address: w.Address, State: s,
+			Name: w.Name, Network: w.Network, Address: addr, State: s,
 			Health: r.health, Running: r.running, Uptime: r.uptimeNow(now),
 			Started: r.started, Stopped: r.stopped, PID: r.pid,
 			LastProbe: r.lastProbe, Latency: r.latency, Answered: r.answered,
@@ -221,6 +225,8 @@ func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
 	r.health, r.detail, r.checks = res.Health, res.Detail, res.Checks
 
 	switch {
+	case p.supervised:
+		// The supervisor reports starts and exits exactly.
 	case res.Refused:
 		if r.running {
 			reason := res.Detail // "connection refused", "no socket"

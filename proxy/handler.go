@@ -138,7 +138,7 @@ func New(cfg Config) (*Handler, error) {
 			rt = newTransport(w, cfg)
 		}
 		host := w.Address
-		if w.Network == "unix" {
+		if w.Network == "unix" || host == "" { // a supervised worker's address changes per process
 			host = "localhost"
 		}
 		h.workers = append(h.workers, ws)
