@@ -50,10 +50,10 @@ type h1Transport struct {
 	// worker) is closed instead of pooled or reused.
 	worker          *lifecycle.Worker
 	dialer          net.Dialer
-	fallback         http.RoundTripper
-	responseTimeout  time.Duration // time to the response head; 0 means none
-	idleTimeout      time.Duration
-	maxIdle          int
+	fallback        http.RoundTripper
+	responseTimeout time.Duration // time to the response head; 0 means none
+	idleTimeout     time.Duration
+	maxIdle         int
 
 	mu         sync.Mutex
 	idle       []*h1Conn // oldest first
