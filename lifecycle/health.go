@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -348,6 +349,16 @@ func (p *Pool) ProcessStarted(w *Worker, at time.Time, pid int) {
 	w.rec.hasUptime = false
 }
 
+// startReason is the started event's reason: in supervisor mode the new
+// process's pid ("pid 4242"), so that the event log shows which process
+// each spawn is; empty otherwise.
+func (p *Pool) startReason(pid int) string {
+	if !p.supervised || pid <= 0 {
+		return ""
+	}
+	return "pid " + strconv.Itoa(pid)
+}
+
 // ProcessExited records that w's process exited at at, for a process
 // supervisor: w stops receiving traffic at once and counts one stop.
 // reason is kept in the event log ("exit status 1", "signal: killed").
@@ -368,7 +379,7 @@ func (p *Pool) processStarted(w *Worker, startedAt, at time.Time, pid int) {
 	r := &w.rec
 	r.running, r.startedAt, r.pid = true, startedAt, pid
 	r.started++
-	p.record(at, w.Name, EventStarted, "")
+	p.record(at, w.Name, EventStarted, p.startReason(pid))
 }
 
 func (p *Pool) processStopped(w *Worker, at time.Time, reason string) {

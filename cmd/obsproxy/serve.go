@@ -23,6 +23,7 @@ import (
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
 	"github.com/obsproxy/obsproxy/proxy"
+	"github.com/obsproxy/obsproxy/supervisor"
 )
 
 // newLogger builds the structured logger on stderr from OBSPROXY_LOG_LEVEL
@@ -53,6 +54,8 @@ type app struct {
 	logger     *slog.Logger
 	// pusher pushes the registry to OBSPROXY_PUSH_URL; nil when unset.
 	pusher *pusher
+	// supervisor runs the workers in supervisor mode; nil in static mode.
+	supervisor *supervisor.Supervisor
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -67,7 +70,8 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.pool, err = lifecycle.NewPool(lifecycle.Config{
 		Workers: cfg.Workers, Policy: policy,
 		Rise: cfg.HealthRise, Fall: cfg.HealthFall, MinUp: cfg.MinHealthyWorkers,
-		OnEvent: func(e lifecycle.Event) { logEvent(logger, e) },
+		OnEvent:    func(e lifecycle.Event) { logEvent(logger, e) },
+		Supervised: cfg.supervised(),
 	})
 	if err != nil {
 		return nil, err
@@ -125,6 +129,11 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		a.pusher, err = newPusher(pushConfig{URL: cfg.PushURL, Interval: cfg.PushInterval, Labels: cfg.PushLabels,
 			Gatherer: a.registry, Registerer: a.registry, Logger: logger})
 		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.supervised() {
+		if err := a.newSupervisor(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -241,14 +250,19 @@ func serve(cfg Config, stderr io.Writer) int {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
-		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
+		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String(),
+		"supervisor", a.supervisor != nil)
 	a.pusher.Start()
+	if a.supervisor != nil {
+		a.supervisor.Start()
+	}
 
 	select {
 	case err := <-errc:
 		logger.Error("serving", "err", err)
 		a.closeAll()
 		a.pusher.Stop()
+		a.stopWorkers()
 		return exitFailure
 	case sig := <-sigs:
 		// Readiness off first, at once (spec section 7).
@@ -305,6 +319,9 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		}
 		// The last push, after the streams are closed (spec section 7).
 		a.pusher.Final()
+		// Then the workers: SIGTERM, SIGKILL after the stop timeout,
+		// every process reaped (spec section 8).
+		a.stopWorkers()
 		done <- code
 	}()
 	select {
@@ -313,6 +330,9 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		return code
 	case sig := <-sigs:
 		a.logger.Error("second signal: exiting at once", "signal", sig.String())
+		if a.supervisor != nil {
+			a.supervisor.Kill()
+		}
 		return exitFailure
 	}
 }
