@@ -23,6 +23,8 @@ Endpoints
   GET  /headers                 request headers (lowercase name -> value, repeats joined by ", ")
                                 plus "client": the peer host (null over a unix socket)
   GET  /status/{code}           empty body with that status (100-599, else 400)
+  GET  /alloc?mib=100           allocate and keep that many MiB (written, so resident; cap 1024 per
+                                call): {"worker", "pid", "held_mib"}, for the process-memory figures
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
@@ -218,3 +220,16 @@ async def status(code: int):
     if not 100 <= code <= 599:
         raise HTTPException(400, "status code must be within 100-599")
     return Response(status_code=code)
+
+
+HELD = []  # memory kept by /alloc for the life of the process
+MAX_ALLOC_MIB = 1024
+
+
+@app.get("/alloc")
+async def alloc(mib: int = 100):
+    if not 0 <= mib <= MAX_ALLOC_MIB:
+        raise HTTPException(400, f"mib must be within 0-{MAX_ALLOC_MIB}")
+    HELD.append(bytearray(b"\x01") * (mib << 20))  # written, so every page is resident
+    held = sum(len(b) for b in HELD) >> 20
+    return {"worker": worker(), "pid": os.getpid(), "held_mib": held}
