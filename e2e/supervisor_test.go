@@ -562,7 +562,7 @@ chunk = "y" * (1 << 20)
 for _ in range(64):
     sys.stdout.write(chunk)
 sys.stdout.flush()
-print("after the flood", flush=True)
+print("\nafter the flood", flush=True)
 time.sleep(1000)`
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=1", "OBSPROXY_WORKER_START_TIMEOUT=60s"},
 		python, "-c", script, "{name}", "{socket}")
@@ -570,10 +570,10 @@ time.sleep(1000)`
 		"the output after the flood")
 	log := in.proc.out.String()
 	assert.Regexp(t, `msg="worker output" worker=w1 pid=\d+ stream=stdout line="hello from w1"`, log)
-	cutLine := regexp.MustCompile(`stream=stderr line="(x+)" cut=true`).FindStringSubmatch(log)
+	cutLine := regexp.MustCompile(`stream=stderr line=(x+) cut=true`).FindStringSubmatch(log)
 	require.NotNil(t, cutLine, "the 1 MiB line is logged cut")
 	assert.Len(t, cutLine[1], 16<<10, "cut at 16 KiB")
-	assert.Regexp(t, `stream=stdout line="y{16384}" cut=true`, log)
+	assert.Regexp(t, `stream=stdout line=y{16384} cut=true`, log)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.proc.cmd.Process.Pid))
 	require.NoError(t, err)
 	hwm := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindStringSubmatch(string(b))
