@@ -582,4 +582,3 @@ time.sleep(1000)`
 	t.Logf("measured: obsproxy peak RSS %d KiB after a 64 MiB line", peak)
 	assert.Less(t, peak, 48<<10, "obsproxy's peak memory stays far below the 64 MiB the worker wrote")
 }
-

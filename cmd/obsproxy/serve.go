@@ -150,6 +150,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			Gatherer: a.registry,
 			Sources: &admin.Sources{
 				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
+				Processes: a.processFigures(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/obsproxy/obsproxy/admin"
 	"github.com/obsproxy/obsproxy/supervisor"
 )
 
@@ -31,5 +32,25 @@ func (a *app) newSupervisor(cfg Config) error {
 func (a *app) stopWorkers() {
 	if a.supervisor != nil {
 		a.supervisor.Stop()
+	}
+}
+
+// processFigures is the admin plane's view of the supervisor (admin only
+// reads); nil in static mode.
+func (a *app) processFigures() func() []admin.ProcessFigures {
+	if a.supervisor == nil {
+		return nil
+	}
+	sup := a.supervisor
+	return func() []admin.ProcessFigures {
+		figs := sup.Snapshot()
+		out := make([]admin.ProcessFigures, len(figs))
+		for i, f := range figs {
+			out[i] = admin.ProcessFigures{
+				PID: f.PID, HasFigures: f.HasProc, RSSBytes: f.RSSBytes, CPUSeconds: f.CPUSeconds, CPUPercent: f.CPUPercent,
+				Exits: f.Exits, LastExitReason: f.LastExitReason, Backoff: f.Backoff,
+			}
+		}
+		return out
 	}
 }
