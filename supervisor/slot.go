@@ -164,6 +164,7 @@ func (sl *slot) start() (*process, error) {
 		return nil, err
 	}
 	p.started = time.Now()
+	sl.s.reaper.tell("+" + strconv.Itoa(p.pid))
 	logger := sl.logger.With("pid", p.pid)
 	go func() { defer outR.Close(); logLines(outR, logger, "stdout") }()
 	go func() { defer errR.Close(); logLines(errR, logger, "stderr") }()
@@ -249,6 +250,7 @@ func (sl *slot) stop(p *process) {
 func (sl *slot) ended(p *process) time.Duration {
 	at := time.Now()
 	killGroup(p.pid)
+	sl.s.reaper.tell("-" + strconv.Itoa(p.pid))
 	p.mu.Lock()
 	asked, sentKill, servingAt := p.asked, p.sentKill, p.servingAt
 	p.mu.Unlock()

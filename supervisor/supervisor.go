@@ -63,6 +63,11 @@ type Config struct {
 	// Logger receives the processes' output and the supervisor's own
 	// messages; nil is slog.Default().
 	Logger *slog.Logger
+	// Reaper, when set, is the command of the reaper process (the obsproxy
+	// binary with ReaperArg, see RunReaper), which kills the workers'
+	// remaining process groups if obsproxy is killed; nil runs none (the
+	// parent-death signal then covers each worker's first process only).
+	Reaper []string
 }
 
 // KickInterval is how often a starting process is probed (see Config.Kick).
@@ -83,6 +88,7 @@ type Supervisor struct {
 	started  bool
 	stopOnce sync.Once
 	metrics  *metrics
+	reaper   *reaper
 }
 
 // New prepares a Supervisor for cfg.Pool's workers; nothing runs until
@@ -151,6 +157,16 @@ func (s *Supervisor) SocketDir() string { return s.cfg.SocketDir }
 func (s *Supervisor) Start() {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = true
+	if len(s.cfg.Reaper) > 0 {
+		rp, err := startReaper(s.cfg.Reaper)
+		if err != nil {
+			s.logger.Error("no reaper: a worker's children may outlive an obsproxy killed with SIGKILL", "err", err)
+		}
+		s.reaper = rp
+		if s.madeDir {
+			rp.tell("d " + s.cfg.SocketDir)
+		}
+	}
 	for _, sl := range s.slots {
 		s.wg.Add(1)
 		go func() {
@@ -174,6 +190,7 @@ func (s *Supervisor) Stop() {
 		if s.started {
 			s.cancel()
 			s.wg.Wait()
+			s.reaper.close()
 		}
 		if s.madeDir {
 			if err := os.RemoveAll(s.cfg.SocketDir); err != nil {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -228,4 +229,32 @@ func TestSupervisorTCPFreshPorts(t *testing.T) {
 		require.False(t, seen[p], "port %d handed out twice", p)
 		seen[p] = true
 	}
+}
+
+// The reaper kills the process groups still listed when its input ends
+// without "bye" (obsproxy died), removes a private socket directory, and
+// does nothing after "bye".
+func TestRunReaper(t *testing.T) {
+	startGroup := func() *exec.Cmd {
+		cmd := exec.Command("sh", "-c", "sleep 100 & sleep 100; wait")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+		return cmd
+	}
+	listed, unlisted := startGroup(), startGroup()
+	dir := filepath.Join(t.TempDir(), TempDirPattern+"123")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	in := fmt.Sprintf("+%d\n+%d\n-%d\nd %s\n", listed.Process.Pid, unlisted.Process.Pid, unlisted.Process.Pid, dir)
+	require.Equal(t, 0, RunReaper(strings.NewReader(in)))
+	err := listed.Wait()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "killed", "the listed group is killed")
+	assert.NoError(t, syscall.Kill(unlisted.Process.Pid, 0), "a reaped (unlisted) group is left alone")
+	_, err = os.Stat(dir)
+	assert.True(t, os.IsNotExist(err), "the private directory is removed")
+
+	third := startGroup()
+	require.Equal(t, 0, RunReaper(strings.NewReader(fmt.Sprintf("+%d\nbye\n", third.Process.Pid))))
+	assert.NoError(t, syscall.Kill(third.Process.Pid, 0), "a clean shutdown kills nothing")
 }

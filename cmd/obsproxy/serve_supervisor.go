@@ -1,6 +1,10 @@
 package main
 
 import (
+	"log/slog"
+	"os"
+	"strings"
+
 	"github.com/obsproxy/obsproxy/admin"
 	"github.com/obsproxy/obsproxy/supervisor"
 )
@@ -18,7 +22,7 @@ func (a *app) newSupervisor(cfg Config) error {
 		Pool: a.pool, Command: cfg.WorkerArgv, Env: cfg.WorkerEnv, Transport: transport,
 		SocketDir: cfg.WorkerSocketDir, StartTimeout: cfg.WorkerStartTimeout, StopTimeout: cfg.WorkerStopTimeout,
 		BackoffMax: cfg.WorkerBackoffMax, SampleInterval: cfg.SampleInterval,
-		Kick: a.prober.Kick, Logger: a.logger,
+		Kick: a.prober.Kick, Logger: a.logger, Reaper: reaperCommand(a.logger),
 	})
 	if err != nil {
 		return err
@@ -53,4 +57,18 @@ func (a *app) processFigures() func() []admin.ProcessFigures {
 		}
 		return out
 	}
+}
+
+// reaperCommand is this binary run as the supervisor's reaper; nil (no
+// reaper) when the binary cannot be found.
+func reaperCommand(logger *slog.Logger) []string {
+	exe, err := os.Executable()
+	if err == nil && strings.HasSuffix(exe, ".test") {
+		return nil // a go test binary would run its tests, not the reaper
+	}
+	if err != nil {
+		logger.Warn("no reaper: a worker's children may outlive an obsproxy killed with SIGKILL", "err", err)
+		return nil
+	}
+	return []string{exe, supervisor.ReaperArg}
 }
