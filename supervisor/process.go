@@ -82,10 +82,7 @@ func startAndWait(cmd *exec.Cmd, p *process) error {
 		}
 		p.pid = cmd.Process.Pid
 		started <- nil
-		st, _ := cmd.Process.Wait()
-		if st == nil { // Wait failed (it cannot for a child of ours): say killed
-			st = &os.ProcessState{}
-		}
+		st, _ := cmd.Process.Wait() // nil only if wait4 failed, which it cannot for a child of ours
 		p.mu.Lock()
 		p.state, p.reaped = st, true
 		p.mu.Unlock()
@@ -103,6 +100,12 @@ func killGroup(pgid int) { _ = syscall.Kill(-pgid, sigKill) }
 // ("exit code 1", "killed by SIGKILL"), the exits_total label, and whether
 // it was a SIGKILL obsproxy did not send (likely the kernel's OOM killer).
 func exitOf(st *os.ProcessState, asked string, sentKill bool) (event, label string, foreignKill bool) {
+	if st == nil {
+		if asked != "" {
+			return "wait failed", asked, false
+		}
+		return "wait failed", reasonCrash, false
+	}
 	ws, _ := st.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():

@@ -274,8 +274,10 @@ func (sl *slot) ended(p *process) time.Duration {
 	default:
 		sl.logger.Warn("worker process exited", attrs...)
 	}
+	// The kernel's own count for the process and the children it reaped;
+	// the last /proc sample also has descendants that outlived it.
 	cpu := 0.0
-	if u := p.state.SysUsage(); u != nil {
+	if p.state != nil {
 		cpu = p.state.UserTime().Seconds() + p.state.SystemTime().Seconds()
 	}
 	sl.mu.Lock()
