@@ -138,11 +138,8 @@ func probeTransport(w *lifecycle.Worker, timeout time.Duration) http.RoundTrippe
 	t := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			ep := w.Endpoint()
-			if ep == nil {
-				return nil, &net.OpError{Op: "dial", Net: w.Network, Err: lifecycle.ErrNoProcess}
-			}
-			return d.DialContext(ctx, ep.Network, ep.Address)
+			c, _, err := w.DialContext(ctx, d)
+			return c, err
 		},
 		DisableKeepAlives:  true,
 		DisableCompression: true,

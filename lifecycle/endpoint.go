@@ -1,7 +1,9 @@
 package lifecycle
 
 import (
+	"context"
 	"errors"
+	"net"
 	"time"
 )
 
@@ -64,3 +66,18 @@ func (w *Worker) Current(gen uint64) bool { return w.generation.Load() == gen }
 // ErrNoProcess is the error of a dial to a supervised worker that has no
 // process right now (between an exit and the next start).
 var ErrNoProcess = errors.New("worker has no running process")
+
+// DialContext connects d to the worker's current Endpoint: its configured
+// address in static mode, its current process's in supervisor mode. With no
+// process it fails at once with a *net.OpError (Op "dial") wrapping
+// ErrNoProcess, which callers count as a connect failure. Safe for
+// concurrent use; it reads the endpoint once, so a connection made here
+// belongs to one generation (Endpoint reports which).
+func (w *Worker) DialContext(ctx context.Context, d *net.Dialer) (net.Conn, *Endpoint, error) {
+	ep := w.Endpoint()
+	if ep == nil {
+		return nil, nil, &net.OpError{Op: "dial", Net: w.Network, Err: ErrNoProcess}
+	}
+	c, err := d.DialContext(ctx, ep.Network, ep.Address)
+	return c, ep, err
+}

@@ -209,11 +209,7 @@ func (t *h1Transport) conn(ctx context.Context, fresh bool) (*h1Conn, error) {
 		c.reused = true
 		return c, nil
 	}
-	ep := t.worker.Endpoint()
-	if ep == nil {
-		return nil, &net.OpError{Op: "dial", Net: t.worker.Network, Err: lifecycle.ErrNoProcess}
-	}
-	nc, err := t.dialer.DialContext(ctx, ep.Network, ep.Address)
+	nc, ep, err := t.worker.DialContext(ctx, &t.dialer)
 	if err != nil {
 		return nil, err
 	}

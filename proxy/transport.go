@@ -26,11 +26,7 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 // dial error wrapping lifecycle.ErrNoProcess, which the proxy treats as a
 // connect failure (retried on another worker).
 func dialWorker(ctx context.Context, d *net.Dialer, w *lifecycle.Worker) (net.Conn, error) {
-	ep := w.Endpoint()
-	if ep == nil {
-		return nil, &net.OpError{Op: "dial", Net: w.Network, Err: lifecycle.ErrNoProcess}
-	}
-	c, err := d.DialContext(ctx, ep.Network, ep.Address)
+	c, ep, err := w.DialContext(ctx, d)
 	if err != nil || ep.Generation == 0 {
 		return c, err
 	}
