@@ -66,8 +66,12 @@ func (sl *slot) run(ctx context.Context) {
 		p, err := sl.start()
 		var served time.Duration
 		if err != nil {
+			// No process, so no exit to count: the sum of the exits stays
+			// obsproxy_worker_stopped_total. The backoff applies all the same.
 			sl.logger.Error("worker process did not start", "err", err)
-			sl.recordExit(reasonCrash, "start failed")
+			sl.mu.Lock()
+			sl.lastReason = "start failed"
+			sl.mu.Unlock()
 		} else {
 			served = sl.watch(ctx, p)
 		}

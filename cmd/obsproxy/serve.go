@@ -198,6 +198,9 @@ func serve(cfg Config, stderr io.Writer) int {
 		logger.Error("starting", "err", err)
 		return exitFailure
 	}
+	// Every way out stops the workers (a no-op after the shutdown did), so
+	// that a failure to listen leaves no socket directory behind.
+	defer a.stopWorkers()
 	// Signals are caught before listening, so that a SIGTERM right after
 	// start still shuts down cleanly.
 	sigs := make(chan os.Signal, 2)
