@@ -55,6 +55,9 @@ type PoolView struct {
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// States counts workers per state (up, down, unknown, draining).
 	States map[string]int `json:"states"`
+	// RSSBytes is the resident memory of every worker process and their
+	// descendants, summed; null in static mode or without /proc.
+	RSSBytes *uint64 `json:"rss_bytes"`
 }
 
 // ConnectionsView counts client connections on the public listener.
@@ -144,6 +147,21 @@ type WorkerView struct {
 	// (admission control's slots over OBSPROXY_WORKER_MAX_IN_FLIGHT);
 	// null without a cap.
 	CapUsage *float64 `json:"cap_usage"`
+	// The process fields of supervisor mode (spec section 8), null in
+	// static mode; rss_bytes, cpu_seconds and cpu_percent also without
+	// /proc or before the first sample. RSSBytes is the resident memory
+	// of the process and its descendants, CPUSeconds their CPU so far
+	// (all the worker's processes), CPUPercent the current process's
+	// share of one core over the last sample, Exits the ended processes,
+	// LastExitReason the last one's reason ("exit code 1", "killed by
+	// SIGKILL"; null before any), BackoffSeconds the delay before the
+	// next start (0 while a process runs).
+	RSSBytes       *uint64  `json:"rss_bytes"`
+	CPUSeconds     *float64 `json:"cpu_seconds"`
+	CPUPercent     *float64 `json:"cpu_percent"`
+	Exits          *uint64  `json:"exits"`
+	LastExitReason *string  `json:"last_exit_reason"`
+	BackoffSeconds *float64 `json:"backoff_seconds"`
 }
 
 // EventView is one lifecycle event (lifecycle.Event).
@@ -241,6 +259,9 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 				row.MetricsUp = &up
 			}
 		}
+		if i < len(r.procs) {
+			addProcess(&row, &snap.Pool, r.procs[i])
+		}
 		snap.Workers[i] = row
 	}
 	// Newest first: the event log reads top down.
@@ -263,4 +284,24 @@ func point(r reading, rt rates) Point {
 		p.PerSecond = &v
 	}
 	return p
+}
+
+// addProcess fills row's supervisor-mode fields from f and adds its memory
+// to the pool's total.
+func addProcess(row *WorkerView, pool *PoolView, f ProcessFigures) {
+	row.PID = f.PID
+	exits, backoff := f.Exits, round3(f.Backoff.Seconds())
+	row.Exits, row.BackoffSeconds = &exits, &backoff
+	if f.LastExitReason != "" {
+		reason := f.LastExitReason
+		row.LastExitReason = &reason
+	}
+	if f.HasFigures && f.PID != 0 {
+		rss, cpu, pct := f.RSSBytes, round3(f.CPUSeconds), round3(f.CPUPercent)
+		row.RSSBytes, row.CPUSeconds, row.CPUPercent = &rss, &cpu, &pct
+		if pool.RSSBytes == nil {
+			pool.RSSBytes = new(uint64)
+		}
+		*pool.RSSBytes += rss
+	}
 }

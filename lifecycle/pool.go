@@ -75,6 +75,13 @@ type Config struct {
 	OnEvent func(Event)
 	// Now is the clock; nil is time.Now. Tests inject their own.
 	Now func() time.Time
+	// Supervised is supervisor mode (spec section 8): the workers have no
+	// configured Address (a process supervisor publishes one per process
+	// with Worker.SetEndpoint), and their process starts and exits come
+	// only from ProcessStarted and ProcessExited: probes then decide
+	// traffic alone, and the probe-based restart detection of spec section
+	// 6 is off, so that nothing is counted twice.
+	Supervised bool
 }
 
 // Pool is every configured worker and the policy that picks between them.
@@ -90,6 +97,8 @@ type Pool struct {
 	now               func() time.Time
 	onEvent           func(Event)
 
+	supervised bool
+
 	mu          sync.Mutex
 	events      eventRing
 	poolUpSince time.Time
@@ -104,7 +113,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	p := &Pool{
 		policy: cfg.Policy, workers: make([]*Worker, len(cfg.Workers)),
 		rise: atLeast1(cfg.Rise), fall: atLeast1(cfg.Fall), minUp: atLeast1(cfg.MinUp),
-		now: cfg.Now, onEvent: cfg.OnEvent,
+		now: cfg.Now, onEvent: cfg.OnEvent, supervised: cfg.Supervised,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -119,7 +128,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		switch {
 		case wc.Name == "":
 			return nil, fmt.Errorf("creating pool: worker %d has no name", i+1)
-		case wc.Address == "":
+		case wc.Address == "" && !cfg.Supervised:
 			return nil, fmt.Errorf("creating pool: worker %q has no address", wc.Name)
 		case seen[wc.Name]:
 			return nil, fmt.Errorf("creating pool: duplicate worker name %q", wc.Name)
@@ -131,9 +140,12 @@ func NewPool(cfg Config) (*Pool, error) {
 		seen[wc.Name] = true
 		w := &Worker{Name: wc.Name, Network: wc.Network, Address: wc.Address, H2C: wc.H2C, Index: i}
 		w.state.Store(int32(cfg.InitialState))
+		if !cfg.Supervised {
+			w.endpoint.Store(&Endpoint{Network: wc.Network, Address: wc.Address})
+		}
 		p.workers[i] = w
 	}
-	if cfg.InitialState == StateUp {
+	if cfg.InitialState == StateUp && !cfg.Supervised {
 		now := p.now()
 		for _, w := range p.workers {
 			p.processStarted(w, now, now, 0) // counted, so that a later stop pairs up

@@ -152,7 +152,7 @@ func New(cfg Config) (*Handler, error) {
 			rt = newTransport(w, cfg)
 		}
 		host := w.Address
-		if w.Network == "unix" {
+		if w.Network == "unix" || host == "" { // a supervised worker's address changes per process
 			host = "localhost"
 		}
 		h.workers = append(h.workers, ws)
@@ -353,7 +353,7 @@ func reasonOf(err error) int {
 		return reasonTimeout
 	}
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errStaleConn) {
 		return reasonReset
 	}
 	return reasonOther

@@ -42,6 +42,14 @@
     return s < 60 ? dec1.format(s) + "s" : fmtDuration(s);
   }
 
+  function fmtBytes(n) {
+    if (n == null) return "–";
+    if (n >= 1 << 30) return (n / (1 << 30)).toFixed(2) + " GiB";
+    if (n >= 10 * (1 << 20)) return Math.round(n / (1 << 20)) + " MiB";
+    if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+    return Math.round(n / 1024) + " KiB";
+  }
+
   function fmtMs(ms) {
     if (ms == null) return "–";
     if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
@@ -148,6 +156,15 @@
       r.latency_p95_ms == null ? "no recent requests" : "p95 " + fmtMs(r.latency_p95_ms),
       r.latency_p50_ms);
     document.querySelector('[data-stat="latency"]').dataset.p95 = r.latency_p95_ms == null ? "" : r.latency_p95_ms;
+
+    // Supervisor mode: the pool's total worker memory.
+    var supervised = isSupervised(s);
+    var mem = document.querySelector('[data-stat="worker-memory"]');
+    mem.hidden = !supervised;
+    if (supervised) {
+      var running = (s.workers || []).filter(function (w) { return w.pid; }).length;
+      setCard("worker-memory", fmtBytes(p.rss_bytes), fmtInt(running) + " process" + (running === 1 ? "" : "es") + " and children", p.rss_bytes);
+    }
     renderCertificate(s.tls);
   }
 
@@ -175,6 +192,10 @@
       "; " + errs + reloads;
   }
 
+  // isSupervised: obsproxy runs the workers itself (the process fields are
+  // null in static mode).
+  function isSupervised(s) { return (s.workers || []).some(function (w) { return w.exits != null; }); }
+
   // ---- workers table -------------------------------------------------------
 
   function cell(row, col, text, raw, cls) {
@@ -190,6 +211,7 @@
   function renderWorkers(s) {
     var body = $("workers");
     var ws = s.workers || [];
+    var supervised = isSupervised(s);
     var rows = document.createDocumentFragment();
     ws.forEach(function (w) {
       var tr = el("tr");
@@ -204,9 +226,15 @@
       name.appendChild(el("span", "wname", w.name));
       name.title = w.name + (w.pid ? " (pid " + w.pid + ")" : "");
 
-      var addr = cell(tr, "address", null, w.address, "addr");
-      addr.appendChild(el("span", "clip", w.address));
-      addr.title = w.address;
+      if (supervised) {
+        // The address changes with every process: the pid says which one.
+        var pid = cell(tr, "pid", w.pid ? String(w.pid) : "–", w.pid || 0, "addr");
+        pid.title = w.address;
+      } else {
+        var addr = cell(tr, "address", null, w.address, "addr");
+        addr.appendChild(el("span", "clip", w.address));
+        addr.title = w.address;
+      }
 
       var st = cell(tr, "state", null, w.state);
       st.appendChild(badge("state-" + w.state, w.state));
@@ -260,8 +288,26 @@
         probe.appendChild(el("span", "", fmtMs(w.last_probe_latency_ms)));
         probe.appendChild(el("span", "muted", " · " + fmtAge(w.last_probe_age_seconds) + " ago"));
       }
+      if (supervised) {
+        numCell(tr, "memory", fmtBytes(w.rss_bytes), w.rss_bytes);
+        numCell(tr, "cpu", w.cpu_percent == null ? "–" : w.cpu_percent.toFixed(1) + " %", w.cpu_percent);
+        var ex = cell(tr, "exits", null, w.exits);
+        ex.appendChild(el("span", "", fmtInt(w.exits)));
+        if (w.last_exit_reason) {
+          ex.appendChild(el("span", "muted clip exit-reason", "\u00a0· " + w.last_exit_reason));
+          ex.title = "last exit: " + w.last_exit_reason;
+        }
+        var bo = el("span", "backoff", w.backoff_seconds ? " · restart in " + fmtAge(w.backoff_seconds) : "");
+        bo.dataset.col = "backoff";
+        bo.dataset.value = w.backoff_seconds == null ? "" : String(w.backoff_seconds);
+        if (w.backoff_seconds) ex.classList.add("errors");
+        ex.appendChild(bo);
+      }
       rows.appendChild(tr);
     });
+    document.querySelectorAll("#workers-table th.sup").forEach(function (th) { th.hidden = !supervised; });
+    $("th-address").textContent = supervised ? "PID" : "Address";
+    $("workers-table").classList.toggle("supervised", supervised);
     body.replaceChildren(rows);
     var p = s.pool || {};
     $("workers-policy").textContent = p.policy ? "balancing: " + p.policy.replace(/_/g, " ") : "";

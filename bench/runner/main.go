@@ -16,7 +16,9 @@
 // its own OVERLOAD_* settings), LOAD_CPU (0), SERVER_CPU (1), VARIANT_ENV
 // (unset: space-separated VAR=value pairs; when
 // set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
-// runtime setting such as GOGC=400 within the same rounds).
+// runtime setting such as GOGC=400 within the same rounds). The target
+// "obsproxy-supervised" is obsproxy in supervisor mode running its own copy
+// of the upstream (one worker, tcp).
 package main
 
 import (
@@ -557,6 +559,9 @@ func (b *bench) startThroughputTargets() error {
 		{"obsproxy-h2c", func(port int) (*proc, error) {
 			return b.startObsproxy("obsproxy-h2c", port, fmt.Sprintf("w1=h2c://127.0.0.1:%d", h2c), "least_inflight")
 		}},
+		{"obsproxy-supervised", func(port int) (*proc, error) {
+			return b.startSupervisedObsproxy("obsproxy-supervised", port)
+		}},
 		{"obsproxy-variant", func(port int) (*proc, error) {
 			if len(b.s.variantEnv) == 0 {
 				return nil, errNotRequested
@@ -634,6 +639,24 @@ func (b *bench) startObsproxy(name string, port int, upstreams, policy string, e
 		"OBSPROXY_LOG_LEVEL=warn",
 		"OBSPROXY_LOG_FORMAT=text",
 	}, extraEnv...), b.s.obsproxy)
+}
+
+// startSupervisedObsproxy runs bin/obsproxy in supervisor mode (issue 13)
+// with one worker: the bench upstream on a 127.0.0.1 port of its own, so
+// that the row compares with "obsproxy" (static mode, the shared upstream).
+func (b *bench) startSupervisedObsproxy(name string, port int) (*proc, error) {
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return start(b.s.tmp, name, b.s.serverCPU, []string{
+		fmt.Sprintf("OBSPROXY_LISTEN_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", admin),
+		"OBSPROXY_WORKERS=1",
+		"OBSPROXY_WORKER_TRANSPORT=tcp",
+		"OBSPROXY_LOG_LEVEL=warn",
+		"OBSPROXY_LOG_FORMAT=text",
+	}, b.s.obsproxy, "--", b.s.upstream, "-addr", "127.0.0.1:{port}")
 }
 
 func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, error) {

@@ -104,6 +104,22 @@ type Config struct {
 	WorkerMaxInFlight int           `env:"WORKER_MAX_IN_FLIGHT" envDefault:"0" help:"cap on requests in flight per worker; beyond it requests wait in one FIFO queue (0: no cap)" accept:"an integer from 0 to 100000" group:"admission"`
 	QueueSize         int           `env:"QUEUE_SIZE" envDefault:"1024" help:"how many requests may wait for a worker below its cap; more get 503 overloaded (0: none wait)" accept:"an integer from 0 to 1000000" group:"admission"`
 	QueueTimeout      time.Duration `env:"QUEUE_TIMEOUT" envDefault:"10s" help:"longest a request waits in the queue before 503 overloaded" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"admission"`
+	// Supervisor mode (spec section 8): config_supervisor.go validates these.
+	WorkerCommand      string        `env:"WORKER_COMMAND" help:"supervisor mode: the worker command, split like a shell ($VAR expands, nothing runs through a shell); a command after -- wins" accept:"a command line with {socket} (unix transport) or {port} (tcp, h2c), e.g. uvicorn app:app --uds {socket}" group:"supervisor"`
+	NumWorkers         int           `env:"WORKERS" help:"supervisor mode: worker processes w1..wN (empty: the number of CPUs)" accept:"an integer from 1 to 256" group:"supervisor"`
+	WorkerTransport    string        `env:"WORKER_TRANSPORT" envDefault:"unix" help:"supervisor mode: how obsproxy reaches a worker: unix ({socket}), tcp or h2c ({port} on 127.0.0.1)" accept:"unix, tcp or h2c" group:"supervisor"`
+	WorkerSocketDir    string        `env:"WORKER_SOCKET_DIR" help:"supervisor mode: directory of the workers' unix sockets, created 0700 if missing (empty: a fresh private directory under the system temp dir, removed on exit)" accept:"a directory obsproxy can create and write, short enough for a socket path (108 bytes)" group:"supervisor"`
+	WorkerStartTimeout time.Duration `env:"WORKER_START_TIMEOUT" envDefault:"60s" help:"supervisor mode: a new process that no probe finds serving within this is killed (start_timeout)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
+	WorkerStopTimeout  time.Duration `env:"WORKER_STOP_TIMEOUT" envDefault:"30s" help:"supervisor mode: after SIGTERM, how long a process may take to exit before SIGKILL" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
+	WorkerBackoffMax   time.Duration `env:"WORKER_BACKOFF_MAX" envDefault:"30s" help:"supervisor mode: the longest delay before restarting a failing worker (100ms doubling up to this)" accept:"a Go duration of at least 100ms" group:"supervisor"`
+	// WorkerArgv is the worker command as argv, placeholders unreplaced:
+	// the arguments after --, else OBSPROXY_WORKER_COMMAND split; nil in
+	// static mode.
+	WorkerArgv []string `env:"-"`
+	// WorkerEnv is the environment loadConfig was given (KEY=VALUE): the
+	// workers' environment, and where $VAR in OBSPROXY_WORKER_COMMAND is
+	// looked up.
+	WorkerEnv []string `env:"-"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -190,7 +206,8 @@ func loadConfig(args []string, environ []string) (Config, error) {
 	}
 	slices.Sort(unknown)
 
-	if err := parseFlags(args, rows, vars); err != nil {
+	command, err := parseFlags(args, rows, vars)
+	if err != nil {
 		return Config{}, err
 	}
 
@@ -203,6 +220,7 @@ func loadConfig(args []string, environ []string) (Config, error) {
 	if v, ok := vars[envPrefix+"ADMIN_ADDR"]; ok && v == "" {
 		cfg.AdminAddr = ""
 	}
+	cfg.WorkerArgv, cfg.WorkerEnv = command, environ
 	if err := validate(&cfg, vars); err != nil {
 		return Config{}, err
 	}
@@ -236,8 +254,10 @@ func (f *settingFlag) Set(v string) error {
 // IsBoolFlag lets a boolean setting be given as --name alone (meaning true).
 func (f *settingFlag) IsBoolFlag() bool { return f.isBool }
 
-// parseFlags overlays the flags of args onto vars.
-func parseFlags(args []string, rows []settingRow, vars map[string]string) error {
+// parseFlags overlays the flags of args onto vars and returns the worker
+// command given after "--" (spec section 1: obsproxy [flags] -- COMMAND
+// [ARG ...]): nil without "--", an empty non-nil slice for "--" alone.
+func parseFlags(args []string, rows []settingRow, vars map[string]string) ([]string, error) {
 	fs := flag.NewFlagSet("obsproxy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	boolFlags := make(map[string]bool)
@@ -248,12 +268,15 @@ func parseFlags(args []string, rows []settingRow, vars map[string]string) error 
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return nil, errHelp
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
-			return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
+			return nil, fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
 		}
-		return fmt.Errorf("invalid flags: %w", err)
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	if rest := fs.Args(); len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+		return append([]string{}, rest...), nil
 	}
 	if rest := fs.Args(); len(rest) > 0 {
 		msg := fmt.Sprintf("unexpected argument %q", rest[0])
@@ -263,9 +286,9 @@ func parseFlags(args []string, rows []settingRow, vars map[string]string) error 
 				msg += fmt.Sprintf(" (a boolean flag takes its value after =, e.g. --%s=%s)", prev, rest[0])
 			}
 		}
-		return errors.New(msg)
+		return nil, errors.New(msg)
 	}
-	return nil
+	return nil, nil
 }
 
 // mapParseError turns the first caarlos0/env error (they come in Config
@@ -321,6 +344,7 @@ func validate(cfg *Config, vars map[string]string) error {
 	}
 	checks := []func() error{
 		v.listener,
+		v.supervisor,
 		v.upstreams,
 		v.paths,
 		v.health,
@@ -353,11 +377,13 @@ func (v *validator) listener() error {
 }
 
 func (v *validator) upstreams() error {
-	workers, err := parseUpstreams(v.cfg.Upstreams)
-	if err != nil {
-		return v.invalid("UPSTREAMS", v.cfg.Upstreams, err.Error())
+	if v.cfg.WorkerArgv == nil { // supervisor mode has its workers already
+		workers, err := parseUpstreams(v.cfg.Upstreams)
+		if err != nil {
+			return v.invalid("UPSTREAMS", v.cfg.Upstreams, err.Error())
+		}
+		v.cfg.Workers = workers
 	}
-	v.cfg.Workers = workers
 	switch v.cfg.LBPolicy {
 	case "least_inflight", "round_robin":
 	default:

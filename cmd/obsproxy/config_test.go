@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -85,6 +86,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ACMEDirectory:           "https://acme-v02.api.letsencrypt.org/directory",
 		QueueSize:               1024,
 		QueueTimeout:            10 * time.Second,
+		WorkerTransport:         "unix",
+		WorkerStartTimeout:      time.Minute,
+		WorkerStopTimeout:       30 * time.Second,
+		WorkerBackoffMax:        30 * time.Second,
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -176,6 +181,13 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_WORKER_METRICS_PATH":       {"/metrics", "/app/metrics", "/metrics", "/app/metrics"},
 		"OBSPROXY_WORKER_METRICS_TIMEOUT":    {"3s", "500ms", 3 * time.Second, 500 * time.Millisecond},
 		"OBSPROXY_WORKER_METRICS_MAX_BYTES":  {"512MiB", "500MB", byteSize(512 << 20), byteSize(500_000_000)},
+		"OBSPROXY_WORKER_COMMAND":            {"sh -c {socket}", "true {socket}", "sh -c {socket}", "true {socket}"},
+		"OBSPROXY_WORKERS":                   {"2", "3", 2, 3},
+		"OBSPROXY_WORKER_TRANSPORT":          {"tcp", "h2c", "tcp", "h2c"},
+		"OBSPROXY_WORKER_SOCKET_DIR":         {"/tmp/obsproxy-test-a", "/tmp/obsproxy-test-b", "/tmp/obsproxy-test-a", "/tmp/obsproxy-test-b"},
+		"OBSPROXY_WORKER_START_TIMEOUT":      {"5s", "6s", 5 * time.Second, 6 * time.Second},
+		"OBSPROXY_WORKER_STOP_TIMEOUT":       {"7s", "8s", 7 * time.Second, 8 * time.Second},
+		"OBSPROXY_WORKER_BACKOFF_MAX":        {"1s", "2s", time.Second, 2 * time.Second},
 	}
 	tlsf := newTLSFiles(t)
 	for k, v := range tlsf.flagRows() {
@@ -192,6 +204,9 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 			require.True(t, ok, "no test values for %s", key)
 			field := fieldForVar(t, key)
 			environ := append(append(append([]string{}, base...), tlsf.companions(key)...), key+"="+v.env)
+			if key == "OBSPROXY_WORKER_COMMAND" { // supervisor mode: no OBSPROXY_UPSTREAMS beside it
+				environ = []string{key + "=" + v.env, "PATH=" + os.Getenv("PATH")}
+			}
 
 			cfg, err := loadConfig(nil, environ)
 			require.NoError(t, err)
@@ -268,7 +283,7 @@ func TestLoadConfigArgs(t *testing.T) {
 		{name: "missing value", args: []string{"--listen-addr"}, wantErr: "invalid flags: flag needs an argument: -listen-addr"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "stray argument after flags", args: []string{"--listen-addr=:1", "extra", "--log-level=debug"}, wantErr: `unexpected argument "extra"`},
-		{name: "stray argument after --", args: []string{"--", "--listen-addr=:1"}, wantErr: `unexpected argument "--listen-addr=:1"`},
+		{name: "after -- is the worker command", args: []string{"--", "--listen-addr=:1"}, wantErr: `invalid OBSPROXY_WORKER_COMMAND="--listen-addr=:1": program "--listen-addr=:1" not found in PATH; want a command line with {socket} (unix transport) or {port} (tcp, h2c), e.g. uvicorn app:app --uds {socket}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,11 @@ var configGroups = []configGroup{
 		"Where obsproxy listens, which workers it sends requests to, and how it picks one. " +
 			"The worker URL forms and labels are in [README.md](../README.md#workers); how to run each " +
 			"ASGI server as workers is in [servers.md](servers.md)."},
+	{"supervisor", "Supervisor mode",
+		"With a command after `--` (`obsproxy [flags] -- uvicorn app:app --uds {socket}`) or " +
+			"`OBSPROXY_WORKER_COMMAND`, obsproxy starts, watches and restarts its own workers `w1` … `wN` " +
+			"instead of proxying to `OBSPROXY_UPSTREAMS` (which must then be unset). How it works: " +
+			"[supervisor.md](supervisor.md)."},
 	{"health", "Health checks",
 		"The probes sent to every worker, the rules that take a worker in and out of traffic, and " +
 			"obsproxy's own `/health` (readiness) and `/livez` (liveness). Every rule is in [health.md](health.md)."},

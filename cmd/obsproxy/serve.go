@@ -24,6 +24,7 @@ import (
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
 	"github.com/obsproxy/obsproxy/proxy"
+	"github.com/obsproxy/obsproxy/supervisor"
 	"github.com/obsproxy/obsproxy/workermetrics"
 )
 
@@ -64,6 +65,8 @@ type app struct {
 	pusher *pusher
 	// tls is the public listener's TLS; nil when it is plain.
 	tls *clientTLS
+	// supervisor runs the workers in supervisor mode; nil in static mode.
+	supervisor *supervisor.Supervisor
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -84,6 +87,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 				a.queue.Kick() // a worker back up has free slots for the waiting requests
 			}
 		},
+		Supervised: cfg.supervised(),
 	})
 	if err != nil {
 		return nil, err
@@ -164,6 +168,11 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			return nil, err
 		}
 	}
+	if cfg.supervised() {
+		if err := a.newSupervisor(cfg); err != nil {
+			return nil, err
+		}
+	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	if a.tls, err = newClientTLS(cfg, a.registry, logger); err != nil {
 		return nil, err
@@ -184,7 +193,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			Gatherer: a.gatherer,
 			Sources: &admin.Sources{
 				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Queue: a.queue, Started: a.started, Version: version,
-				WorkerMetrics: metricsSource, TLS: a.tls.source(),
+				WorkerMetrics: metricsSource, TLS: a.tls.source(), Processes: a.processFigures(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,
@@ -213,7 +222,10 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 func workerDialer(timeout time.Duration) workermetrics.Dialer {
 	d := &net.Dialer{Timeout: timeout}
 	return func(ctx context.Context, w *lifecycle.Worker) (net.Conn, error) {
-		return d.DialContext(ctx, w.Network, w.Address)
+		// The worker's current endpoint: in supervisor mode it changes with
+		// every process (lifecycle.Endpoint).
+		c, _, err := w.DialContext(ctx, d)
+		return c, err
 	}
 }
 
@@ -242,6 +254,9 @@ func serve(cfg Config, stderr io.Writer) int {
 		logger.Error("starting", "err", err)
 		return exitFailure
 	}
+	// Every way out stops the workers (a no-op after the shutdown did), so
+	// that a failure to listen leaves no socket directory behind.
+	defer a.stopWorkers()
 	// Signals are caught before listening, so that a SIGTERM right after
 	// start still shuts down cleanly.
 	sigs := make(chan os.Signal, 2)
@@ -306,14 +321,19 @@ func serve(cfg Config, stderr io.Writer) int {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(), "tls", a.tls != nil, "h2c", cfg.H2C,
-		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
+		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String(),
+		"supervisor", a.supervisor != nil)
 	a.pusher.Start()
+	if a.supervisor != nil {
+		a.supervisor.Start()
+	}
 
 	select {
 	case err := <-errc:
 		logger.Error("serving", "err", err)
 		a.closeAll()
 		a.pusher.Stop()
+		a.stopWorkers()
 		return exitFailure
 	case sig := <-sigs:
 		// Readiness off first, at once (spec section 7).
@@ -371,6 +391,9 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		// The last push, after the streams are closed (spec section 7).
 		a.pusher.Final()
 		a.workerMetrics.Close()
+		// Then the workers: SIGTERM, SIGKILL after the stop timeout,
+		// every process reaped (spec section 8).
+		a.stopWorkers()
 		done <- code
 	}()
 	select {
@@ -379,6 +402,9 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		return code
 	case sig := <-sigs:
 		a.logger.Error("second signal: exiting at once", "signal", sig.String())
+		if a.supervisor != nil {
+			a.supervisor.Kill()
+		}
 		return exitFailure
 	}
 }

@@ -41,6 +41,8 @@ fetches every worker's /metrics and adds the worker label, OBSPROXY_WORKER_METRI
   process_*, python_gc_*, python_info         prometheus_client's default collectors, per process
   /health, /api/v1/health and /metrics are not counted: obsproxy's probes and scrapes are not traffic,
   so sum by (worker) (rate(app_requests_total[1m])) matches obsproxy_requests_total's rate.
+  GET  /alloc?mib=100           allocate and keep that many MiB (written, so resident; cap 1024 per
+                                call): {"worker", "pid", "held_mib"}, for the process-memory figures
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
@@ -333,3 +335,16 @@ async def status(code: int):
     if not 100 <= code <= 599:
         raise HTTPException(400, "status code must be within 100-599")
     return Response(status_code=code)
+
+
+HELD = []  # memory kept by /alloc for the life of the process
+MAX_ALLOC_MIB = 1024
+
+
+@app.get("/alloc")
+async def alloc(mib: int = 100):
+    if not 0 <= mib <= MAX_ALLOC_MIB:
+        raise HTTPException(400, f"mib must be within 0-{MAX_ALLOC_MIB}")
+    HELD.append(bytearray(b"\x01") * (mib << 20))  # written, so every page is resident
+    held = sum(len(b) for b in HELD) >> 20
+    return {"worker": worker(), "pid": os.getpid(), "held_mib": held}
