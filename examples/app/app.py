@@ -2,7 +2,8 @@
 
 Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (the pinned
 requirements.txt beside it, installed into the project venv .venv by scripts/deps.sh).
-Every JSON answer names the process: "worker" is $WORKER_NAME (default "pid-<pid>").
+Every JSON answer names the process: "worker" is $WORKER_NAME, else $OBSPROXY_WORKER_NAME (set by
+obsproxy in supervisor mode: w1, w2, ...), else "pid-<pid>".
 
 Endpoints
   GET  /                        {"worker", "pid", "method", "path"}
@@ -74,7 +75,9 @@ app = FastAPI(title="obsproxy demo app", version=VERSION, lifespan=_lifespan)
 
 
 def worker() -> str:
-    return os.environ.get("WORKER_NAME") or f"pid-{os.getpid()}"
+    # WORKER_NAME when set by hand; OBSPROXY_WORKER_NAME when obsproxy started this process
+    # (supervisor mode, spec section 8); else the pid.
+    return os.environ.get("WORKER_NAME") or os.environ.get("OBSPROXY_WORKER_NAME") or f"pid-{os.getpid()}"
 
 
 def _clamp(value: float, cap: float) -> float:
