@@ -8,7 +8,8 @@
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 # IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
 # (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
-# SERVER_CPU (1). A quick run: ROUNDS=1 DURATION=3 IDLE_CONNS=500 make bench
+# SERVER_CPU (1), SUPERVISED (1: the obsproxy-supervised target; 0 leaves
+# it out), VARIANT_ENV (unset). A quick run: ROUNDS=1 DURATION=3 IDLE_CONNS=500 make bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}

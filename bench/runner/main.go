@@ -14,7 +14,11 @@
 // (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
 // SERVER_CPU (1), VARIANT_ENV (unset: space-separated VAR=value pairs; when
 // set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
-// runtime setting such as GOGC=400 within the same rounds).
+// runtime setting such as GOGC=400 within the same rounds), SUPERVISED (1;
+// 0 leaves out the target "obsproxy-supervised": obsproxy in supervisor mode,
+// spec section 8, starting its own upstream process, compared with the
+// static obsproxy in the same rounds; left out with a note when the obsproxy
+// binary has no supervisor mode).
 package main
 
 import (
@@ -47,6 +51,7 @@ type settings struct {
 	rounds, conns, idleConns, stuckConns, blockSeconds, stuckRounds int
 	duration, warmup, stuckDuration                                 time.Duration
 	variantEnv                                                      []string
+	supervised                                                      bool
 	phases                                                          map[string]bool
 	loadCPU, serverCPU                                              string
 	nofile                                                          uint64
@@ -111,6 +116,7 @@ func run() int {
 	s.loadCPU = envString("LOAD_CPU", "0")
 	s.serverCPU = envString("SERVER_CPU", "1")
 	s.variantEnv = strings.Fields(os.Getenv("VARIANT_ENV"))
+	s.supervised = envString("SUPERVISED", "1") != "0"
 	s.phases = map[string]bool{}
 	for _, p := range strings.Split(envString("PHASES", "idle,rounds,stuck"), ",") {
 		s.phases[strings.TrimSpace(p)] = true
@@ -539,6 +545,12 @@ func (b *bench) startThroughputTargets() error {
 		{"obsproxy", func(port int) (*proc, error) {
 			return b.startObsproxy("obsproxy", port, "w1=http://"+upstream, "least_inflight")
 		}},
+		{"obsproxy-supervised", func(port int) (*proc, error) {
+			if !b.s.supervised {
+				return nil, errNotRequested
+			}
+			return b.startObsproxySupervised("obsproxy-supervised", port)
+		}},
 		{"obsproxy-h2c", func(port int) (*proc, error) {
 			return b.startObsproxy("obsproxy-h2c", port, fmt.Sprintf("w1=h2c://127.0.0.1:%d", h2c), "least_inflight")
 		}},
@@ -619,6 +631,28 @@ func (b *bench) startObsproxy(name string, port int, upstreams, policy string, e
 		"OBSPROXY_LOG_LEVEL=warn",
 		"OBSPROXY_LOG_FORMAT=text",
 	}, extraEnv...), b.s.obsproxy)
+}
+
+// startObsproxySupervised runs bin/obsproxy in supervisor mode (spec
+// section 8) with one worker: its own bench/upstream process on a TCP port
+// that obsproxy picks ({port}), HTTP/1.1 as the static target's. Every other
+// setting is startObsproxy's, so the two rows differ only in who started the
+// upstream. The upstream inherits obsproxy's CPU pinning (taskset), as the
+// static target's upstream is pinned to the same CPU; stop ends obsproxy's
+// process group, and obsproxy stops its worker, which has a group of its own.
+func (b *bench) startObsproxySupervised(name string, port int) (*proc, error) {
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return start(b.s.tmp, name, b.s.serverCPU, []string{
+		fmt.Sprintf("OBSPROXY_LISTEN_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", admin),
+		"OBSPROXY_LB_POLICY=least_inflight",
+		"OBSPROXY_LOG_LEVEL=warn",
+		"OBSPROXY_LOG_FORMAT=text",
+	}, b.s.obsproxy, "--workers", "1", "--worker-transport", "tcp",
+		"--", b.s.upstream, "-addr", "127.0.0.1:{port}")
 }
 
 func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, error) {
@@ -767,7 +801,8 @@ type idleResult struct {
 func (b *bench) idlePhase() {
 	var rows []idleResult
 	for _, t := range b.targets {
-		if t.name == "obsproxy-h2c" {
+		// obsproxy-supervised's process tree holds its upstream too.
+		if t.name == "obsproxy-h2c" || t.name == "obsproxy-supervised" {
 			continue
 		}
 		r := b.idleOne(t)
@@ -948,6 +983,9 @@ func (b *bench) reportRounds(workloads []workload, results []map[string][]result
 		}
 		if res["obsproxy-variant"] != nil {
 			fmt.Fprintf(tw, "| obsproxy with %s ÷ obsproxy\t %s\t\n", strings.Join(b.s.variantEnv, " "), spread(ratios(res["obsproxy-variant"], res["obsproxy"]), "%.3f"))
+		}
+		if res["obsproxy-supervised"] != nil {
+			fmt.Fprintf(tw, "| obsproxy supervising its upstream ÷ obsproxy static\t %s\t\n", spread(ratios(res["obsproxy-supervised"], res["obsproxy"]), "%.3f"))
 		}
 		tw.Flush()
 		fixTable(&b.out)
