@@ -194,7 +194,7 @@ func TestDockerSupervisedEntrypoint(t *testing.T) {
 		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", adminPort),
 		"OBSPROXY_WORKER_SOCKET_DIR="+filepath.Join(shortTempDir(t), "s"),
 		"OBSPROXY_LOG_FORMAT=text")
-	p := start(t, env, obsproxyBinary(t), append(append(flags, "--"), command...)...)
+	p := start(t, env, obsproxyBinary(t), slices.Concat(flags, []string{"--"}, command)...)
 	in := &instance{proc: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 
