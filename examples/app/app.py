@@ -26,6 +26,8 @@ Endpoints
   GET  /status/{code}           empty body with that status (100-599, else 400)
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
+  bin/obsproxy --workers 3 -- .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds {socket}
+      obsproxy starts and supervises the workers (what `make run` does); by hand, one per address:
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
   .venv/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
