@@ -18,7 +18,7 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/obsproxy
 
-## run: 3 uvicorn workers of examples/app behind obsproxy on :8080, admin on 127.0.0.1:9090; Ctrl-C stops all
+## run: obsproxy on :8080 (admin 127.0.0.1:9090) supervising 3 uvicorn workers of examples/app on unix sockets; Ctrl-C stops all
 run: deps build
 	@scripts/run.sh $(BIN)
 

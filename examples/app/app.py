@@ -2,7 +2,8 @@
 
 Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (the pinned
 requirements.txt beside it, installed into the project venv .venv by scripts/deps.sh).
-Every JSON answer names the process: "worker" is $WORKER_NAME (default "pid-<pid>").
+Every JSON answer names the process: "worker" is $WORKER_NAME, else $OBSPROXY_WORKER_NAME (set by
+obsproxy in supervisor mode: w1, w2, ...), else "pid-<pid>".
 
 Endpoints
   GET  /                        {"worker", "pid", "method", "path"}
@@ -45,6 +46,8 @@ fetches every worker's /metrics and adds the worker label, OBSPROXY_WORKER_METRI
                                 call): {"worker", "pid", "held_mib"}, for the process-memory figures
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
+  bin/obsproxy --workers 3 -- .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds {socket}
+      obsproxy starts and supervises the workers (what `make run` does); by hand, one per address:
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
   .venv/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
@@ -162,7 +165,9 @@ app.add_middleware(MetricsMiddleware)
 
 
 def worker() -> str:
-    return os.environ.get("WORKER_NAME") or f"pid-{os.getpid()}"
+    # WORKER_NAME when set by hand; OBSPROXY_WORKER_NAME when obsproxy started this process
+    # (supervisor mode, spec section 8); else the pid.
+    return os.environ.get("WORKER_NAME") or os.environ.get("OBSPROXY_WORKER_NAME") or f"pid-{os.getpid()}"
 
 
 def _clamp(value: float, cap: float) -> float:
