@@ -805,8 +805,8 @@ type idleResult struct {
 func (b *bench) idlePhase() {
 	var rows []idleResult
 	for _, t := range b.targets {
-		if t.name == "obsproxy-h2c" {
-			continue
+		if t.name == "obsproxy-h2c" || t.name == "obsproxy-supervised" {
+			continue // the supervised target's RSS would include its upstream
 		}
 		r := b.idleOne(t)
 		if r.err != nil {
@@ -983,6 +983,9 @@ func (b *bench) reportRounds(workloads []workload, results []map[string][]result
 		}
 		if res["obsproxy-h2c"] != nil {
 			fmt.Fprintf(tw, "| obsproxy h2c upstream ÷ obsproxy HTTP/1.1 upstream\t %s\t\n", spread(ratios(res["obsproxy-h2c"], res["obsproxy"]), "%.3f"))
+		}
+		if res["obsproxy-supervised"] != nil {
+			fmt.Fprintf(tw, "| obsproxy supervising its upstream ÷ obsproxy static\t %s\t\n", spread(ratios(res["obsproxy-supervised"], res["obsproxy"]), "%.3f"))
 		}
 		if res["obsproxy-variant"] != nil {
 			fmt.Fprintf(tw, "| obsproxy with %s ÷ obsproxy\t %s\t\n", strings.Join(b.s.variantEnv, " "), spread(ratios(res["obsproxy-variant"], res["obsproxy"]), "%.3f"))
