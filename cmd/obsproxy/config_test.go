@@ -90,6 +90,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		WorkerStartTimeout:      time.Minute,
 		WorkerStopTimeout:       30 * time.Second,
 		WorkerBackoffMax:        30 * time.Second,
+		WorkerRecycleJitter:     0.1,
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -188,6 +189,11 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_WORKER_START_TIMEOUT":      {"5s", "6s", 5 * time.Second, 6 * time.Second},
 		"OBSPROXY_WORKER_STOP_TIMEOUT":       {"7s", "8s", 7 * time.Second, 8 * time.Second},
 		"OBSPROXY_WORKER_BACKOFF_MAX":        {"1s", "2s", time.Second, 2 * time.Second},
+		"OBSPROXY_WORKER_MAX_REQUESTS":       {"1000", "2000", 1000, 2000},
+		"OBSPROXY_WORKER_MAX_RSS":            {"512MiB", "1GB", byteSize(512 << 20), byteSize(1_000_000_000)},
+		"OBSPROXY_WORKER_MAX_LIFETIME":       {"1h", "30m", time.Hour, 30 * time.Minute},
+		"OBSPROXY_WORKER_RECYCLE_JITTER":     {"0.5", "0", 0.5, 0.0},
+		"OBSPROXY_WORKER_STUCK_TIMEOUT":      {"30s", "1m", 30 * time.Second, time.Minute},
 	}
 	tlsf := newTLSFiles(t)
 	for k, v := range tlsf.flagRows() {

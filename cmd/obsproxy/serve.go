@@ -320,6 +320,9 @@ func serve(cfg Config, stderr io.Writer) int {
 	for _, v := range cfg.UnknownVars {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
+	for _, v := range cfg.unenforcedRecycling() {
+		logger.Warn("setting accepted but not enforced by this release: no process is recycled or killed for it", "variable", v)
+	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(), "tls", a.tls != nil, "h2c", cfg.H2C,
 		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String(),
 		"supervisor", a.supervisor != nil)
