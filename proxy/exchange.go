@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,12 +24,14 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
+	body      *clientBody // the client's request body, nil when it has none
 	requestID []string
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
 	sentAt    time.Time // when it was sent to its current worker
 	code      int
 	written   int64
+	length    int64 // the response's Content-Length, -1 when unknown
 	stream    int
 
 	upgrade     bool // the request asks for a protocol switch
@@ -105,7 +110,19 @@ func (e *exchange) WriteHeader(code int) {
 	}
 	e.code, e.wroteHeader = code, true
 	h := e.rw.Header()
-	if ct := h[hdrContentType]; len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
+	e.length = -1
+	if cl := h[hdrContentLength]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			e.length = n
+		}
+	}
+	ct, hasCT := h[hdrContentType]
+	if !hasCT {
+		// The worker sent no Content-Type: a nil entry keeps net/http's
+		// server from sniffing one (it sniffs only when the key is absent)
+		// and writes nothing.
+		h[hdrContentType] = nil
+	} else if len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
 		e.beginStream(streamSSE)
 	}
 	e.rw.WriteHeader(code)
@@ -125,16 +142,57 @@ func isEventStream(ct string) bool {
 	return err == nil && base == es
 }
 
-// Write implements http.ResponseWriter and notes a failed write to the
-// client, which makes the request a 499.
+// Write implements http.ResponseWriter: it sends p to the client at once
+// (spec section 4: bodies stream without buffering, so a slow body with a
+// Content-Length reaches the client as the worker sends it, headers first)
+// and notes a failed write to the client, which makes the request a 499.
+//
+// httputil.ReverseProxy flushes responses of unknown length (so event
+// streams and chunked bodies) after each write itself; for a body with a
+// Content-Length, Write flushes after each write that leaves some of the
+// body to come. A copy buffer holds what one read from the worker returned,
+// so this costs at most one write to the client per read from the worker,
+// and nothing for a body read in one piece: its last write is sent when the
+// handler returns, after the request is accounted, as before.
+// docs/performance.md has the measured cost.
 func (e *exchange) Write(p []byte) (int, error) {
 	if !e.wroteHeader {
 		e.WriteHeader(http.StatusOK)
 	}
 	n, err := e.rw.Write(p)
 	e.written += int64(n)
+	if err == nil && e.length >= 0 && e.written < e.length {
+		if f, ok := e.rw.(flushErrorer); ok {
+			err = f.FlushError()
+		}
+	}
 	if err != nil {
 		e.clientGone = true
+	}
+	return n, err
+}
+
+// flushErrorer is the flush of net/http's server ResponseWriter that
+// reports a failed write (what http.ResponseController.Flush calls, without
+// its allocation).
+type flushErrorer interface{ FlushError() error }
+
+// clientBody is a client's request body on its way to a worker. It notes a
+// read that failed: the server reads the body from the client's connection,
+// so any error but io.EOF is the client's doing (malformed chunked framing,
+// RFC 9112 section 7.1; a body shorter than its Content-Length; a broken
+// connection), never the worker's. It is allocated per request that has a
+// body, not pooled with the exchange, because net/http.Transport may still
+// read it from its write loop after the handler has returned.
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
 	}
 	return n, err
 }

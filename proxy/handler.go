@@ -234,6 +234,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.requestID = []string{h.ids.next()}
 		r.Header[hdrRequestID] = e.requestID
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		e.body = &clientBody{ReadCloser: r.Body}
+		r.Body = e.body
+	}
 	stripH2CUpgrade(r.Header)
 	e.upgrade = isUpgrade(r.Header)
 	worker := h.pool.PickExcept(e.tried, e.upgrade)
@@ -274,9 +278,25 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 		return
 	}
 	if e.in.Context().Err() != nil {
-		// The client went away first: nginx's 499, not an upstream error.
+		// The client went away first (it closed or half-closed its
+		// connection, or broke off its body): nginx's 499, not an upstream
+		// error. Nothing has been written to the client; returning would
+		// let net/http send its default 200, so abort the response instead
+		// and the connection closes with nothing sent. finish counts the
+		// 499 and lets the panic go on to the server.
 		e.leaveFlight()
-		e.code = statusClientClosed
+		e.clientGone = true
+		panic(http.ErrAbortHandler)
+	}
+	if e.body != nil && e.body.failed.Load() {
+		// The client's body could not be read (malformed chunked framing,
+		// or a body that ended before its length): the client's fault, not
+		// the worker's. The connection that carried the partial body was
+		// closed by the transport, never pooled.
+		e.leaveFlight()
+		h.logger.Info("client sent a malformed request body", "worker", ws.name,
+			"request_id", e.requestID[0], "err", err)
+		e.fail(http.StatusBadRequest, "bad request")
 		return
 	}
 	reason := reasonOf(err)

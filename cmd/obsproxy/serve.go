@@ -135,6 +135,9 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		ConnState:         a.tracker.ConnState,
 		ErrorLog:          errorLog,
+		// OPTIONS * goes to a worker like every other request (spec
+		// section 3), not answered by net/http itself.
+		DisableGeneralOptionsHandler: true,
 	}
 	if cfg.AdminAddr != "" {
 		a.adminPlane, err = admin.New(admin.Config{
