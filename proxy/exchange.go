@@ -24,7 +24,8 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
-	body      *clientBody // the client's request body, nil when it has none
+	head      *headFlusher // kept across reuse; armed while a head waits for its body
+	body      *clientBody  // the client's request body, nil when it has none
 	requestID []string
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
@@ -34,6 +35,7 @@ type exchange struct {
 	length    int64 // the response's Content-Length, -1 when unknown
 	stream    int
 
+	headArmed   bool // head is armed
 	upgrade     bool // the request asks for a protocol switch
 	inFlight    bool // on ws's in-flight list
 	wroteHeader bool
@@ -47,11 +49,21 @@ func (e *exchange) start(w http.ResponseWriter, r *http.Request) {
 	e.rw, e.in, e.received = w, r, time.Now()
 }
 
-// reset clears e for reuse, keeping the tried bit set's storage.
+// reset clears e for reuse, keeping the tried bit set's storage and the
+// head flusher.
 func (e *exchange) reset() {
+	e.disarmHead()
 	clear(e.tried)
-	tried, h := e.tried, e.h
-	*e = exchange{h: h, tried: tried}
+	tried, h, head := e.tried, e.h, e.head
+	*e = exchange{h: h, tried: tried, head: head}
+}
+
+// disarmHead cancels a pending flush of the response head, if any.
+func (e *exchange) disarmHead() {
+	if e.headArmed {
+		e.headArmed = false
+		e.head.disarm()
+	}
 }
 
 // leaveFlight takes e off its worker's in-flight list, once.
@@ -99,9 +111,17 @@ func (e *exchange) Header() http.Header { return e.rw.Header() }
 // WriteHeader implements http.ResponseWriter. It records the status and
 // starts an SSE stream for a text/event-stream response.
 func (e *exchange) WriteHeader(code int) {
-	if code >= 100 && code < 200 {
-		// Informational responses (100 Continue, 103 Early Hints) pass
-		// through and do not end the exchange.
+	if code == http.StatusContinue {
+		// The worker's 100 Continue is not passed on: net/http's server
+		// sends its own when the transport first reads the client's body,
+		// which it does once the worker's 100 arrived (or
+		// ExpectContinueTimeout passed). Passing this one on too would
+		// race with that and could send the client two.
+		return
+	}
+	if code > 100 && code < 200 {
+		// Other informational responses (103 Early Hints) pass through
+		// and do not end the exchange.
 		e.rw.WriteHeader(code)
 		return
 	}
@@ -126,6 +146,14 @@ func (e *exchange) WriteHeader(code int) {
 		e.beginStream(streamSSE)
 	}
 	e.rw.WriteHeader(code)
+	if e.length > 0 && e.in.Method != http.MethodHead {
+		// The head waits headFlushDelay for the body's first piece.
+		if e.head == nil {
+			e.head = new(headFlusher)
+		}
+		e.head.arm(e.rw)
+		e.headArmed = true
+	}
 }
 
 // isEventStream reports whether a Content-Type is text/event-stream (the SSE
@@ -150,7 +178,8 @@ func isEventStream(ct string) bool {
 // httputil.ReverseProxy flushes responses of unknown length (so event
 // streams and chunked bodies) after each write itself; for a body with a
 // Content-Length, Write flushes after each write that leaves some of the
-// body to come. A copy buffer holds what one read from the worker returned,
+// body to come, and WriteHeader has the head sent alone if no body follows
+// within headFlushDelay (headFlusher). A copy buffer holds what one read from the worker returned,
 // so this costs at most one write to the client per read from the worker,
 // and nothing for a body read in one piece: its last write is sent when the
 // handler returns, after the request is accounted, as before.
@@ -159,6 +188,7 @@ func (e *exchange) Write(p []byte) (int, error) {
 	if !e.wroteHeader {
 		e.WriteHeader(http.StatusOK)
 	}
+	e.disarmHead()
 	n, err := e.rw.Write(p)
 	e.written += int64(n)
 	if err == nil && e.length >= 0 && e.written < e.length {

@@ -147,6 +147,15 @@ func New(cfg Config) (*Handler, error) {
 				pr.Out.URL.Scheme = "http"
 				pr.Out.URL.Host = host
 				setForwarded(pr, h.trusted)
+				if pr.In.Trailer != nil {
+					// The request's announced trailer: ReverseProxy gives
+					// pr.Out a copy of the map, made before the body is
+					// read, so its values stay empty. The server fills the
+					// inbound map when the body ends, before the transport
+					// writes the trailer after the body, so sharing it
+					// forwards the values.
+					pr.Out.Trailer = pr.In.Trailer
+				}
 			},
 			Transport:      &streamTransport{rt: rt, streams: &h.streams},
 			BufferPool:     &h.buffers,
