@@ -259,4 +259,3 @@ func TestClientLeavingWhileUvicornThinksIs499(t *testing.T) {
 	assert.Equal(t, 0.0, in.value(t, "obsproxy_upstream_errors_total", nil))
 	assert.Equal(t, 0.0, in.value(t, "obsproxy_in_flight_requests", nil))
 }
-
