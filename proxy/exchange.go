@@ -84,7 +84,9 @@ func (e *exchange) beginStream(kind int) {
 }
 
 // fail answers the client with a fixed JSON error body (spec section 4): the
-// message comes from a fixed vocabulary, and the request id is made of
+// message comes from a fixed vocabulary ("no healthy upstream", "bad
+// gateway", "gateway timeout", and "bad request" for a client's malformed
+// body, docs/servers.md), and the request id is made of
 // [A-Za-z0-9._-] only, so it needs no escaping.
 func (e *exchange) fail(code int, msg string) {
 	h := e.rw.Header()
