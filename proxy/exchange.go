@@ -35,7 +35,7 @@ type exchange struct {
 	length    int64 // the response's Content-Length, -1 when unknown
 	stream    int
 
-	headArmed   bool // head is armed
+	headArmed   bool // head has a flush pending (WriteHeader to the first Write)
 	upgrade     bool // the request asks for a protocol switch
 	inFlight    bool // on ws's in-flight list
 	wroteHeader bool
@@ -139,17 +139,24 @@ func (e *exchange) WriteHeader(code int) {
 		}
 	}
 	ct, hasCT := h[hdrContentType]
+	eventStream := false
 	if !hasCT {
 		// The worker sent no Content-Type: a nil entry keeps net/http's
 		// server from sniffing one (it sniffs only when the key is absent)
 		// and writes nothing.
 		h[hdrContentType] = nil
-	} else if len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
-		e.beginStream(streamSSE)
+	} else if len(ct) > 0 && isEventStream(ct[0]) {
+		eventStream = true
+		if e.ws != nil && e.inFlight {
+			e.beginStream(streamSSE)
+		}
 	}
 	e.rw.WriteHeader(code)
-	if e.length > 0 && e.in.Method != http.MethodHead {
-		// The head waits headFlushDelay for the body's first piece.
+	if e.length > 0 && e.in.Method != http.MethodHead && !eventStream && len(h["Trailer"]) == 0 {
+		// The head waits headFlushDelay for the body's first piece. An
+		// event stream or a response with a trailer is flushed by
+		// ReverseProxy itself, from its own timer goroutine for the
+		// former: arming here too would flush from two goroutines.
 		if e.head == nil {
 			e.head = new(headFlusher)
 		}
@@ -181,10 +188,11 @@ func isEventStream(ct string) bool {
 // streams and chunked bodies) after each write itself; for a body with a
 // Content-Length, Write flushes after each write that leaves some of the
 // body to come, and WriteHeader has the head sent alone if no body follows
-// within headFlushDelay (headFlusher). A copy buffer holds what one read from the worker returned,
-// so this costs at most one write to the client per read from the worker,
-// and nothing for a body read in one piece: its last write is sent when the
-// handler returns, after the request is accounted, as before.
+// within headFlushDelay (headFlusher). A copy buffer holds what one read
+// from the worker returned, so this costs at most one write to the client
+// per read from the worker, and nothing for a body read in one piece: its
+// last write is sent when the handler returns, after the request is
+// accounted, as before.
 // docs/performance.md has the measured cost.
 func (e *exchange) Write(p []byte) (int, error) {
 	if !e.wroteHeader {
