@@ -24,8 +24,8 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
-	head      *headFlusher // kept across reuse; armed while a head waits for its body
-	body      *clientBody  // the client's request body, nil when it has none
+	flush     *pendingFlush // kept across reuse; armed while written bytes wait for more
+	body      *clientBody   // the client's request body, nil when it has none
 	requestID []string
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
@@ -35,7 +35,8 @@ type exchange struct {
 	length    int64 // the response's Content-Length, -1 when unknown
 	stream    int
 
-	headArmed   bool // head has a flush pending (WriteHeader to the first Write)
+	flushArmed  bool // flush has a flush pending
+	flushable   bool // a response with a Content-Length that ReverseProxy does not flush itself
 	upgrade     bool // the request asks for a protocol switch
 	inFlight    bool // on ws's in-flight list
 	wroteHeader bool
@@ -50,19 +51,29 @@ func (e *exchange) start(w http.ResponseWriter, r *http.Request) {
 }
 
 // reset clears e for reuse, keeping the tried bit set's storage and the
-// head flusher.
+// pending flush.
 func (e *exchange) reset() {
-	e.disarmHead()
+	e.disarmFlush()
 	clear(e.tried)
-	tried, h, head := e.tried, e.h, e.head
-	*e = exchange{h: h, tried: tried, head: head}
+	tried, h, flush := e.tried, e.h, e.flush
+	*e = exchange{h: h, tried: tried, flush: flush}
 }
 
-// disarmHead cancels a pending flush of the response head, if any.
-func (e *exchange) disarmHead() {
-	if e.headArmed {
-		e.headArmed = false
-		e.head.disarm()
+// armFlush has what was written so far flushed in flushDelay unless more
+// is written first.
+func (e *exchange) armFlush() {
+	if e.flush == nil {
+		e.flush = new(pendingFlush)
+	}
+	e.flush.arm(e.rw)
+	e.flushArmed = true
+}
+
+// disarmFlush cancels a pending flush, if any.
+func (e *exchange) disarmFlush() {
+	if e.flushArmed {
+		e.flushArmed = false
+		e.flush.disarm()
 	}
 }
 
@@ -152,16 +163,13 @@ func (e *exchange) WriteHeader(code int) {
 		}
 	}
 	e.rw.WriteHeader(code)
-	if e.length > 0 && e.in.Method != http.MethodHead && !eventStream && len(h["Trailer"]) == 0 {
-		// The head waits headFlushDelay for the body's first piece. An
-		// event stream or a response with a trailer is flushed by
-		// ReverseProxy itself, from its own timer goroutine for the
-		// former: arming here too would flush from two goroutines.
-		if e.head == nil {
-			e.head = new(headFlusher)
-		}
-		e.head.arm(e.rw)
-		e.headArmed = true
+	// An event stream or a response with a trailer is flushed by
+	// ReverseProxy itself, from its own timer goroutine for the former:
+	// flushing here too would flush from two goroutines.
+	e.flushable = e.length > 0 && e.in.Method != http.MethodHead && !eventStream && len(h["Trailer"]) == 0
+	if e.flushable {
+		// The head waits flushDelay for the body's first piece.
+		e.armFlush()
 	}
 }
 
@@ -185,37 +193,27 @@ func isEventStream(ct string) bool {
 // and notes a failed write to the client, which makes the request a 499.
 //
 // httputil.ReverseProxy flushes responses of unknown length (so event
-// streams and chunked bodies) after each write itself; for a body with a
-// Content-Length, Write flushes after each write that leaves some of the
-// body to come, and WriteHeader has the head sent alone if no body follows
-// within headFlushDelay (headFlusher). A copy buffer holds what one read
-// from the worker returned, so this costs at most one write to the client
-// per read from the worker, and nothing for a body read in one piece: its
-// last write is sent when the handler returns, after the request is
-// accounted, as before.
+// streams and chunked bodies) after each write itself. For a body with a
+// Content-Length, WriteHeader and each Write that leaves some of the body
+// to come arm a flush in flushDelay (pendingFlush), which the next Write
+// cancels: a slow body goes out piece by piece, a fast one costs no write
+// to the client more than before, and a body read in one piece is sent
+// when the handler returns, after the request is accounted, as before.
 // docs/performance.md has the measured cost.
 func (e *exchange) Write(p []byte) (int, error) {
 	if !e.wroteHeader {
 		e.WriteHeader(http.StatusOK)
 	}
-	e.disarmHead()
+	e.disarmFlush()
 	n, err := e.rw.Write(p)
 	e.written += int64(n)
-	if err == nil && e.length >= 0 && e.written < e.length {
-		if f, ok := e.rw.(flushErrorer); ok {
-			err = f.FlushError()
-		}
-	}
 	if err != nil {
 		e.clientGone = true
+	} else if e.flushable && e.written < e.length {
+		e.armFlush()
 	}
 	return n, err
 }
-
-// flushErrorer is the flush of net/http's server ResponseWriter that
-// reports a failed write (what http.ResponseController.Flush calls, without
-// its allocation).
-type flushErrorer interface{ FlushError() error }
 
 // clientBody is a client's request body on its way to a worker. It notes a
 // read that failed: the server reads the body from the client's connection,
