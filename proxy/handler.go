@@ -30,8 +30,8 @@ import (
 type Config struct {
 	// Pool is the worker pool; required.
 	Pool *lifecycle.Pool
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept and
-	// extended (OBSPROXY_TRUSTED_PROXIES); nil trusts no one.
+	// TrustedProxies are the peers whose X-Forwarded-* and Forwarded headers
+	// are kept and extended (OBSPROXY_TRUSTED_PROXIES); nil trusts no one.
 	TrustedProxies []netip.Prefix
 	// DialTimeout bounds connecting to a worker (OBSPROXY_UPSTREAM_DIAL_TIMEOUT);
 	// zero means no bound beyond the operating system's.
