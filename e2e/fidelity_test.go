@@ -259,3 +259,22 @@ func TestClientLeavingWhileUvicornThinksIs499(t *testing.T) {
 	assert.Equal(t, 0.0, in.value(t, "obsproxy_upstream_errors_total", nil))
 	assert.Equal(t, 0.0, in.value(t, "obsproxy_in_flight_requests", nil))
 }
+
+// TestMalformedChunkedBodyToAnH2CWorkerIsA400: the same over HTTP/2 to
+// hypercorn, where net/http.Transport resets the stream instead of closing
+// a connection: still the client's 400, never the worker's error.
+func TestMalformedChunkedBodyToAnH2CWorkerIsA400(t *testing.T) {
+	w := startHypercorn(t, "h1")
+	waitReady(t, w)
+	in := startObsproxy(t, []*worker{w})
+	got := rawExchange(t, hostOf(in.url), "POST /upload HTTP/1.1\r\nHost: h\r\nX-Request-ID: bad-h2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5g\r\nhello\r\n0\r\n\r\n", false)
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+	require.NoError(t, err, "%q", got)
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "%q", got)
+	assert.Equal(t, `{"error":"bad request","request_id":"bad-h2"}`+"\n", string(b))
+	assert.Equal(t, 1.0, in.value(t, "obsproxy_requests_total", map[string]string{"worker": "h1", "code": "400", "method": "POST"}))
+	assert.Equal(t, 0.0, in.value(t, "obsproxy_upstream_errors_total", nil))
+	code, body := in.get(t, "/")
+	assert.Equal(t, http.StatusOK, code, body)
+}
