@@ -18,7 +18,7 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/obsproxy
 
-## run: 3 uvicorn workers of examples/app behind obsproxy on :8080, admin on 127.0.0.1:9090; Ctrl-C stops all
+## run: obsproxy on :8080 (admin 127.0.0.1:9090) supervising 3 uvicorn workers of examples/app on unix sockets; Ctrl-C stops all
 run: deps build
 	@scripts/run.sh $(BIN)
 
@@ -28,12 +28,13 @@ test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser
+## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser, the workers' metrics merge
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCredentialsMatch$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePrefixes$$' -fuzztime $(FUZZTIME) ./cmd/obsproxy
+	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./workermetrics
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)

@@ -64,6 +64,11 @@ type DiagQueue struct {
 	Streams           int64 `json:"streams"`
 	WorkersUp         int   `json:"workers_up"`
 	WorkersTotal      int   `json:"workers_total"`
+	// QueueDepth is the requests waiting in the admission queue for a
+	// worker below its cap (obsproxy_queue_depth; always 0 without a cap),
+	// MaxInFlight the cap per worker (0: none).
+	QueueDepth  int64 `json:"queue_depth"`
+	MaxInFlight int   `json:"max_in_flight"`
 }
 
 // DiagRuntime describes the Go runtime.
@@ -117,6 +122,9 @@ func (s *Sources) diag(now time.Time) Diag {
 	d.Queue.ActiveConnections = s.Conns.Active()
 	st := s.Pool.Status()
 	d.Queue.WorkersUp, d.Queue.WorkersTotal = st.Up, st.Total
+	if s.Queue != nil {
+		d.Queue.QueueDepth, d.Queue.MaxInFlight = s.Queue.Depth(), s.Queue.MaxInFlight()
+	}
 
 	d.Runtime.GoVersion = runtime.Version()
 	d.Runtime.GOMAXPROCS = runtime.GOMAXPROCS(0)

@@ -3,6 +3,7 @@ package admin
 import (
 	"time"
 
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/connstate"
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -17,9 +18,50 @@ type Sources struct {
 	Proxy *proxy.Handler
 	Conns *connstate.Tracker
 	Gate  *healthgate.Gate
+	// Queue is admission control (spec section 10); nil shows no cap.
+	Queue *admission.Queue
 	// Started is when obsproxy started; Version its version string.
 	Started time.Time
 	Version string
+	// WorkerMetrics reports the workers' own metrics fetches (spec
+	// section 9); nil while OBSPROXY_WORKER_METRICS_PATH is unset.
+	WorkerMetrics WorkerMetricsSource
+	// TLS is the public listener's TLS; nil when it is plain.
+	TLS TLSSource
+	// Processes, in supervisor mode (spec section 8), returns every
+	// worker's process figures in pool order; nil in static mode, where
+	// the process fields of the JSON are null. It must be safe for
+	// concurrent use.
+	Processes func() []ProcessFigures
+}
+
+// WorkerMetricsSource reports whether the last fetch of a worker's own
+// metrics succeeded (workermetrics.Gatherer implements it). MetricsUp
+// takes the worker's pool index and returns known false before the
+// worker's first fetch; it must be safe for concurrent use.
+type WorkerMetricsSource interface {
+	MetricsUp(worker int) (up, known bool)
+}
+
+// ProcessFigures is one supervised worker's process, as the supervisor
+// samples it (package supervisor; cmd/obsproxy adapts its Snapshot).
+type ProcessFigures struct {
+	// PID is the process taking the worker's new requests; 0 while none runs.
+	PID int
+	// HasFigures is true where memory and CPU are sampled (Linux /proc)
+	// and a sample of the current process exists.
+	HasFigures bool
+	// RSSBytes is resident memory of the process and its descendants.
+	RSSBytes uint64
+	// CPUSeconds is user + system CPU of all the worker's processes so
+	// far; CPUPercent the current one's use of a core over the last sample.
+	CPUSeconds, CPUPercent float64
+	// Exits counts ended processes; LastExitReason is the last one's
+	// ("exit code 1", "killed by SIGKILL"), empty before any.
+	Exits          uint64
+	LastExitReason string
+	// Backoff is the delay before the next start; 0 while a process runs.
+	Backoff time.Duration
 }
 
 // reading is everything the admin plane shows, copied at one moment: the
@@ -33,9 +75,11 @@ type reading struct {
 	bounds  []float64
 	latency []uint64 // cumulative, +Inf last (proxy.Handler.Latency)
 	events  []lifecycle.Event
-	conns   [4]int64 // new, active, idle, hijacked
+	procs   []ProcessFigures // nil in static mode
+	conns   [4]int64         // new, active, idle, hijacked
 	active  int64
 	accept  uint64
+	queue   queueReading
 }
 
 // read copies the sources' state. Each source holds its own lock only
@@ -47,9 +91,13 @@ func (s *Sources) read(now time.Time) reading {
 	r.workers, r.none = s.Proxy.Snapshot()
 	r.bounds, r.latency = s.Proxy.Latency()
 	r.events = s.Pool.Events()
+	if s.Processes != nil {
+		r.procs = s.Processes()
+	}
 	r.conns[0], r.conns[1], r.conns[2], r.conns[3] = s.Conns.Counts()
 	r.active = s.Conns.Active()
 	r.accept = s.Conns.Accepted()
+	r.queue = readQueue(s.Queue, len(r.pool.Workers), now)
 	return r
 }
 

@@ -22,7 +22,9 @@ import (
 
 // Config configures the admin Server.
 type Config struct {
-	// Gatherer is the registry served at /metrics; required.
+	// Gatherer is the registry served at /metrics; required. A
+	// ContextGatherer gathers within the scrape's deadline (90 % of the
+	// scraper's X-Prometheus-Scrape-Timeout-Seconds, scrape.go).
 	Gatherer prometheus.Gatherer
 	// Sources are the running parts behind the dashboard, its API and
 	// /diag; nil serves /metrics only (the other routes answer 404).
@@ -83,10 +85,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+	metricsOpts := promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
-	}))
+	}
+	if cg, ok := cfg.Gatherer.(ContextGatherer); ok {
+		s.mux.Handle("GET /metrics", metricsHandler(cg, metricsOpts))
+	} else {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, metricsOpts))
+	}
 	if cfg.Sources != nil {
 		s.sampler = newSampler(cfg.Sources, cfg.SampleInterval, cfg.Now)
 		s.mux.HandleFunc("GET /admin/api/observability", s.serveSnapshot)

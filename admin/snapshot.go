@@ -21,9 +21,13 @@ type Snapshot struct {
 	Pool                  PoolView        `json:"pool"`
 	Connections           ConnectionsView `json:"connections"`
 	Requests              RequestsView    `json:"requests"`
+	Queue                 QueueView       `json:"queue"`
 	Workers               []WorkerView    `json:"workers"`
 	Events                []EventView     `json:"events"`
 	History               []Point         `json:"history,omitempty"`
+	// TLS is the public listener's certificates and handshake failures
+	// (spec section 11); null when the listener is plain.
+	TLS *TLSView `json:"tls"`
 }
 
 // HealthView is the public /health verdict (spec section 3) as the
@@ -51,6 +55,9 @@ type PoolView struct {
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// States counts workers per state (up, down, unknown, draining).
 	States map[string]int `json:"states"`
+	// RSSBytes is the resident memory of every worker process and their
+	// descendants, summed; null in static mode or without /proc.
+	RSSBytes *uint64 `json:"rss_bytes"`
 }
 
 // ConnectionsView counts client connections on the public listener.
@@ -64,6 +71,9 @@ type ConnectionsView struct {
 	// AcceptedTotal counts connections accepted since start
 	// (obsproxy_connections_accepted_total).
 	AcceptedTotal uint64 `json:"accepted_total"`
+	// RequestsByProtocol counts client requests by protocol: HTTP/1.0,
+	// HTTP/1.1, HTTP/2.0 (obsproxy_client_requests_total).
+	RequestsByProtocol map[string]uint64 `json:"requests_by_protocol"`
 }
 
 // RequestsView sums the proxied requests over the pool.
@@ -128,6 +138,30 @@ type WorkerView struct {
 	// null before the first.
 	LastProbeLatencyMS  *float64 `json:"last_probe_latency_ms"`
 	LastProbeAgeSeconds *float64 `json:"last_probe_age_seconds"`
+	// MetricsUp is whether the last fetch of the worker's own metrics
+	// succeeded (obsproxy_worker_metrics_up, spec section 9); null while
+	// OBSPROXY_WORKER_METRICS_PATH is unset and before the first fetch
+	// (fetches happen only when /metrics is scraped or pushed).
+	MetricsUp *bool `json:"metrics_up"`
+	// CapUsage is the share of the worker's in-flight cap in use, 0 to 1
+	// (admission control's slots over OBSPROXY_WORKER_MAX_IN_FLIGHT);
+	// null without a cap.
+	CapUsage *float64 `json:"cap_usage"`
+	// The process fields of supervisor mode (spec section 8), null in
+	// static mode; rss_bytes, cpu_seconds and cpu_percent also without
+	// /proc or before the first sample. RSSBytes is the resident memory
+	// of the process and its descendants, CPUSeconds their CPU so far
+	// (all the worker's processes), CPUPercent the current process's
+	// share of one core over the last sample, Exits the ended processes,
+	// LastExitReason the last one's reason ("exit code 1", "killed by
+	// SIGKILL"; null before any), BackoffSeconds the delay before the
+	// next start (0 while a process runs).
+	RSSBytes       *uint64  `json:"rss_bytes"`
+	CPUSeconds     *float64 `json:"cpu_seconds"`
+	CPUPercent     *float64 `json:"cpu_percent"`
+	Exits          *uint64  `json:"exits"`
+	LastExitReason *string  `json:"last_exit_reason"`
+	BackoffSeconds *float64 `json:"backoff_seconds"`
 }
 
 // EventView is one lifecycle event (lifecycle.Event).
@@ -150,6 +184,8 @@ type Point struct {
 	WorkersUp    int      `json:"workers_up"`
 	LatencyP50MS *float64 `json:"latency_p50_ms"`
 	LatencyP95MS *float64 `json:"latency_p95_ms"`
+	// QueueDepth is the requests waiting for a worker below its cap.
+	QueueDepth int64 `json:"queue_depth"`
 }
 
 // maxEvents is how many of the newest lifecycle events a Snapshot carries.
@@ -179,9 +215,13 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			ErrorsTotal: errs, RetriesTotal: retries, NoWorkerTotal: r.none.Requests,
 			LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
 		},
+		Queue:   r.queue.view(),
 		Workers: make([]WorkerView, len(r.pool.Workers)),
 		Events:  make([]EventView, 0, min(len(r.events), maxEvents)),
+		TLS:     s.tlsView(r.at),
 	}
+	h10, h11, h2 := s.Conns.Requests()
+	snap.Connections.RequestsByProtocol = map[string]uint64{"HTTP/1.0": h10, "HTTP/1.1": h11, "HTTP/2.0": h2}
 	if rt.valid {
 		v := round3(rt.perSecond)
 		snap.Requests.PerSecond = &v
@@ -194,6 +234,7 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			Name: ws.Name, Address: ws.Address, State: ws.State.String(), Health: ws.Health.String(),
 			Detail: ws.Detail, DownReason: ws.DownReason, Running: ws.Running,
 			UptimeSeconds: round3(ws.Uptime.Seconds()), Started: ws.Started, Stopped: ws.Stopped, PID: ws.PID,
+			CapUsage: r.queue.capUsage(i),
 		}
 		if ws.Network == "unix" {
 			row.Address = "unix:" + ws.Address
@@ -213,6 +254,14 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 			age := round3(max(0, r.at.Sub(ws.LastProbe).Seconds()))
 			row.LastProbeLatencyMS, row.LastProbeAgeSeconds = &ms, &age
 		}
+		if s.WorkerMetrics != nil {
+			if up, known := s.WorkerMetrics.MetricsUp(i); known {
+				row.MetricsUp = &up
+			}
+		}
+		if i < len(r.procs) {
+			addProcess(&row, &snap.Pool, r.procs[i])
+		}
 		snap.Workers[i] = row
 	}
 	// Newest first: the event log reads top down.
@@ -228,11 +277,31 @@ func point(r reading, rt rates) Point {
 	_, _, _, inFlight, streams := r.totals()
 	p := Point{
 		T: r.at.UnixMilli(), InFlight: inFlight, Connections: r.active, Streams: streams, WorkersUp: r.pool.Up,
-		LatencyP50MS: rt.p50, LatencyP95MS: rt.p95,
+		LatencyP50MS: rt.p50, LatencyP95MS: rt.p95, QueueDepth: r.queue.depth,
 	}
 	if rt.valid {
 		v := round3(rt.perSecond)
 		p.PerSecond = &v
 	}
 	return p
+}
+
+// addProcess fills row's supervisor-mode fields from f and adds its memory
+// to the pool's total.
+func addProcess(row *WorkerView, pool *PoolView, f ProcessFigures) {
+	row.PID = f.PID
+	exits, backoff := f.Exits, round3(f.Backoff.Seconds())
+	row.Exits, row.BackoffSeconds = &exits, &backoff
+	if f.LastExitReason != "" {
+		reason := f.LastExitReason
+		row.LastExitReason = &reason
+	}
+	if f.HasFigures && f.PID != 0 {
+		rss, cpu, pct := f.RSSBytes, round3(f.CPUSeconds), round3(f.CPUPercent)
+		row.RSSBytes, row.CPUSeconds, row.CPUPercent = &rss, &cpu, &pct
+		if pool.RSSBytes == nil {
+			pool.RSSBytes = new(uint64)
+		}
+		*pool.RSSBytes += rss
+	}
 }

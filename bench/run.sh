@@ -7,8 +7,12 @@
 #
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 # IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
-# (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
+# (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; add tls, or PHASES=tls
+# alone, for TLS HTTP/1.1, HTTP/2 and handshakes), LOAD_CPU (0),
 # SERVER_CPU (1). A quick run: ROUNDS=1 DURATION=3 IDLE_CONNS=500 make bench
+# The overload phase (admission control, issue 16) runs only when asked:
+# PHASES=overload make bench (about 4 minutes; OVERLOAD_* settings in
+# bench/runner/overload.go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -16,7 +20,7 @@ GO=${GO:-go}
 # Package installs would start nginx and haproxy as system services:
 # scripts/deps.sh keeps them stopped. Its progress goes to stderr, since
 # stdout carries the tables.
-scripts/deps.sh nginx haproxy caddy wrk >&2   # and the project venv (.venv)
+scripts/deps.sh nginx haproxy caddy wrk nghttp2-client >&2   # h2load is nghttp2-client; and the project venv (.venv)
 
 # 5,000 idle connections and their upstream side need more than 1,024 files.
 ulimit -Hn 65536 2>/dev/null || true

@@ -38,7 +38,12 @@ type Tracker struct {
 
 	hijacked closeset.Set[*Conn]
 
-	descActive, descState, descAccepted *prometheus.Desc
+	// requests counts client requests by protocol (CountRequests);
+	// handshakeErrors failed TLS handshakes.
+	requests        [numProtocols]atomic.Uint64
+	handshakeErrors atomic.Uint64
+
+	descActive, descState, descAccepted, descRequests, descHandshakeErrors *prometheus.Desc
 }
 
 // New returns an empty Tracker.
@@ -50,6 +55,10 @@ func New() *Tracker {
 			"Open client connections by http.ConnState (new, active, idle, hijacked).", []string{"state"}, nil),
 		descAccepted: prometheus.NewDesc("obsproxy_connections_accepted_total",
 			"Client connections accepted.", nil, nil),
+		descRequests: prometheus.NewDesc("obsproxy_client_requests_total",
+			"Client requests by protocol (HTTP/1.0, HTTP/1.1, HTTP/2.0).", []string{"protocol"}, nil),
+		descHandshakeErrors: prometheus.NewDesc("obsproxy_tls_handshake_errors_total",
+			"Failed TLS handshakes on the public listener, a plain HTTP request to it included.", nil, nil),
 	}
 }
 
@@ -58,9 +67,14 @@ func New() *Tracker {
 func (t *Tracker) Listen(ln net.Listener) net.Listener { return &listener{Listener: ln, t: t} }
 
 // ConnState is the http.Server ConnState hook. Connections that did not come
-// from a listener made by Listen are ignored.
+// from a listener made by Listen are ignored. A *tls.Conn over a counted
+// connection (a TLS listener wrapping the Listen listener) is counted as
+// that connection; one that closes before its handshake finished counts as
+// a failed handshake (obsproxy_tls_handshake_errors_total). An HTTP/2
+// connection is one connection, active while any of its streams is.
 func (t *Tracker) ConnState(c net.Conn, s http.ConnState) {
-	tc, ok := c.(*Conn)
+	raw, tlsConn := unwrapTLS(c)
+	tc, ok := raw.(*Conn)
 	if !ok {
 		return
 	}
@@ -75,6 +89,9 @@ func (t *Tracker) ConnState(c net.Conn, s http.ConnState) {
 		t.hijacked.Add(tc)
 		tc.move(stateHijacked)
 	case http.StateClosed:
+		if tlsConn != nil {
+			t.closedTLS(tlsConn)
+		}
 		tc.markClosed()
 	}
 }
@@ -107,6 +124,8 @@ func (t *Tracker) Describe(ch chan<- *prometheus.Desc) {
 	ch <- t.descActive
 	ch <- t.descState
 	ch <- t.descAccepted
+	ch <- t.descRequests
+	ch <- t.descHandshakeErrors
 }
 
 // Collect implements prometheus.Collector.
@@ -116,6 +135,10 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(t.descState, prometheus.GaugeValue, float64(t.open[i].Load()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(t.descAccepted, prometheus.CounterValue, float64(t.accepted.Load()))
+	for i, name := range protocolNames {
+		ch <- prometheus.MustNewConstMetric(t.descRequests, prometheus.CounterValue, float64(t.requests[i].Load()), name)
+	}
+	ch <- prometheus.MustNewConstMetric(t.descHandshakeErrors, prometheus.CounterValue, float64(t.handshakeErrors.Load()))
 }
 
 type listener struct {

@@ -341,6 +341,11 @@ tests:
         values: '1000x10'
       - series: 'obsproxy_build_info{job="obsproxy",instance="op:9090",version="0.1.0",goversion="go1.26.0"}'
         values: '1x10'
+      # a worker's own process near its limit (OBSPROXY_WORKER_METRICS_PATH): not obsproxy's, no alert
+      - series: 'process_open_fds{job="obsproxy",instance="op:9090",worker="w1"}'
+        values: '990x10'
+      - series: 'process_max_fds{job="obsproxy",instance="op:9090",worker="w1"}'
+        values: '1000x10'
       # another Go program near its limit: not obsproxy, no alert
       - series: 'process_open_fds{job="other",instance="other:8080"}'
         values: '990x10'

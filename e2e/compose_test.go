@@ -806,7 +806,20 @@ func TestDockerfile(t *testing.T) {
 func TestDockerignore(t *testing.T) {
 	// The deny-list must keep out what the build does not need and keep in
 	// every file of every package cmd/obsproxy is built from.
-	raw, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
+	patterns := dockerignorePatterns(t, ".dockerignore")
+	for _, p := range []string{".git", "bin", ".venv", "e2e/harness_test.go", "examples/app/app.py", "docker-compose.yml"} {
+		assert.True(t, dockerIgnored(patterns, p), "%s is sent to the Docker build", p)
+	}
+	for _, p := range obsproxyBuildFiles(t) {
+		assert.False(t, dockerIgnored(patterns, p), "%s is needed by the build but .dockerignore leaves it out", p)
+	}
+}
+
+// dockerignorePatterns reads the patterns of the ignore file at rel (from the
+// repository root), comments and blank lines left out.
+func dockerignorePatterns(t *testing.T, rel string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, rel))
 	require.NoError(t, err)
 	var patterns []string
 	for _, l := range strings.Split(string(raw), "\n") {
@@ -814,10 +827,15 @@ func TestDockerignore(t *testing.T) {
 			patterns = append(patterns, l)
 		}
 	}
-	for _, p := range []string{".git", "bin", "e2e/harness_test.go", "examples/app/app.py", "docker-compose.yml"} {
-		assert.True(t, dockerIgnored(patterns, p), "%s is sent to the Docker build", p)
-	}
+	require.NotEmpty(t, patterns, rel)
+	return patterns
+}
 
+// obsproxyBuildFiles returns every file `go build ./cmd/obsproxy` reads from
+// the repository (slash-separated, relative to its root): go.mod, go.sum and
+// the Go and embedded files of every package of this module it imports.
+func obsproxyBuildFiles(t *testing.T) []string {
+	t.Helper()
 	cmd := exec.Command("go", "list", "-deps", "-f", `{{if .Module}}{{if .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}{{end}}`, "./cmd/obsproxy")
 	cmd.Dir = repoRoot
 	out, err := cmd.Output()
@@ -832,9 +850,7 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 	require.Greater(t, len(needed), 5)
-	for _, p := range needed {
-		assert.False(t, dockerIgnored(patterns, p), "%s is needed by the build but .dockerignore leaves it out", p)
-	}
+	return needed
 }
 
 // dockerIgnored reports whether .dockerignore patterns exclude the file p
@@ -894,6 +910,24 @@ func TestDockerExampleApp(t *testing.T) {
 	workers, _ := cmdFlag(cmd, "--workers")
 	assert.Contains(t, []string{"", "1"}, workers, "one uvicorn process per container")
 
+	assertInstallsPinnedRequirements(t, d, "requirements.txt")
+	assert.Contains(t, d.all("COPY"), "app.py .", fmt.Sprintf("the image runs examples/app/app.py; COPY: %v", d.all("COPY")))
+}
+
+// assertInstallsPinnedRequirements checks that d copies
+// examples/app/requirements.txt (from src in its build context) into its
+// working directory and pip-installs it, and that the file pins every
+// package as name==version, the ASGI servers and FastAPI included: the image
+// gets the releases the project venv and the tests use.
+func assertInstallsPinnedRequirements(t *testing.T, d dockerfile, src string) {
+	t.Helper()
+	assert.Contains(t, d.final().all("COPY"), src+" .", "the image copies the pinned requirements")
+	var installs bool
+	for _, r := range d.final().all("RUN") {
+		installs = installs || (strings.Contains(r, "pip install") && strings.Contains(r, "-r requirements.txt"))
+	}
+	assert.True(t, installs, "no RUN pip install -r requirements.txt: %v", d.final().all("RUN"))
+
 	raw, err := os.ReadFile(filepath.Join(repoRoot, "examples/app/requirements.txt"))
 	require.NoError(t, err)
 	pinned := map[string]bool{}
@@ -909,5 +943,4 @@ func TestDockerExampleApp(t *testing.T) {
 	for _, p := range []string{"fastapi", "starlette", "uvicorn", "websockets"} {
 		assert.True(t, pinned[p], "requirements.txt does not pin %s", p)
 	}
-	assert.Contains(t, d.all("COPY"), "app.py .", fmt.Sprintf("the image runs examples/app/app.py; COPY: %v", d.all("COPY")))
 }

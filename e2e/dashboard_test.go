@@ -48,8 +48,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	w1, w2 := startUvicorn(t, "w1"), startUvicorn(t, "w2")
 	waitReady(t, w1, w2)
 	dead := &worker{upstream: fmt.Sprintf("w3=http://127.0.0.1:%d", freePort(t))}
-	in := startObsproxy(t, []*worker{w1, w2, dead}, "OBSPROXY_SAMPLE_INTERVAL=250ms", "OBSPROXY_HEALTH_INTERVAL=500ms")
+	in := startObsproxy(t, []*worker{w1, w2, dead}, "OBSPROXY_SAMPLE_INTERVAL=250ms", "OBSPROXY_HEALTH_INTERVAL=500ms",
+		"OBSPROXY_WORKER_METRICS_PATH=/metrics")
 	in.awaitHealth(t, "degraded", "worker down")
+	// A scrape fetches the workers' own metrics: the rows show whether it worked.
+	in.metrics(t)
 
 	// Traffic before the page opens reaches it through the chart history,
 	// traffic after it through the live stream.
@@ -96,6 +99,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Equal(t, "down", down.State)
 	assert.Equal(t, "unhealthy", down.Health)
 	assert.Contains(t, down.Text, "connection refused")
+	assert.Equal(t, "false", down.MetricsUp)
+	assert.Contains(t, down.Text, "no metrics")
+	assert.Equal(t, "true", p.row("w1").MetricsUp)
 	assert.Equal(t, uint64(0), p.rowRequests("w3"))
 	assert.Greater(t, p.rowRequests("w1"), uint64(0), "least_inflight spreads sequential requests")
 	assert.Greater(t, p.rowRequests("w2"), uint64(0), "least_inflight spreads sequential requests")
@@ -167,6 +173,9 @@ type dashboardRow struct {
 	Requests string `json:"requests"`
 	Oldest   string `json:"oldest"`
 	Text     string `json:"text"`
+	// MetricsUp is "true" or "false" (the last fetch of the worker's own
+	// metrics), "" before one.
+	MetricsUp string `json:"metricsUp"`
 }
 
 func (p dashboardPage) row(name string) dashboardRow {
@@ -204,7 +213,7 @@ const pageProbe = `(() => {
   });
   const cell = (tr, col) => { const td = tr.querySelector('[data-col="' + col + '"]'); return td ? td : null; };
   const rows = Array.from(document.querySelectorAll("#workers tr")).map((tr) => ({
-    worker: tr.dataset.worker, state: tr.dataset.state, health: tr.dataset.health, stuck: tr.dataset.stuck,
+    worker: tr.dataset.worker, state: tr.dataset.state, health: tr.dataset.health, stuck: tr.dataset.stuck, metricsUp: tr.dataset.metricsUp,
     requests: cell(tr, "requests").dataset.value, oldest: cell(tr, "oldest").textContent, text: tr.textContent }));
   const events = Array.from(document.querySelectorAll("#events li")).map((li) => ({
     Worker: li.dataset.worker, Kind: li.dataset.kind, Text: li.textContent }));

@@ -24,6 +24,11 @@ func dialWebSocket(hostport, path string) (*wsConn, *http.Response, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return upgradeWebSocket(c, hostport, path)
+}
+
+// upgradeWebSocket sends the opening handshake on c (plain TCP or TLS).
+func upgradeWebSocket(c net.Conn, hostport, path string) (*wsConn, *http.Response, error) {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	key := make([]byte, 16)
 	rand.Read(key)

@@ -113,7 +113,7 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 			rt = probeTransport(w, cfg.Timeout)
 		}
 		host := w.Address
-		if w.Network == "unix" {
+		if w.Network == "unix" || host == "" {
 			host = "localhost"
 		}
 		p.workers = append(p.workers, &probed{
@@ -127,17 +127,19 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 	return p, nil
 }
 
-// probeTransport dials the worker's own address for every probe: a new
-// connection each time, so that a probe also proves the worker still
-// accepts connections, and a restarted process is never mistaken for the
-// old one through a kept-alive connection.
+// probeTransport dials the worker's current address (lifecycle.Endpoint:
+// fixed in static mode, the current process's in supervisor mode) for every
+// probe: a new connection each time, so that a probe also proves the worker
+// still accepts connections, and a restarted process is never mistaken for
+// the old one through a kept-alive connection. A supervised worker without
+// a process fails at once with lifecycle.ErrNoProcess (a refusal).
 func probeTransport(w *lifecycle.Worker, timeout time.Duration) http.RoundTripper {
 	d := &net.Dialer{Timeout: timeout}
-	network, address := w.Network, w.Address
 	t := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, address)
+			c, _, err := w.DialContext(ctx, d)
+			return c, err
 		},
 		DisableKeepAlives:  true,
 		DisableCompression: true,

@@ -133,6 +133,8 @@ func classifyError(err error) lifecycle.ProbeResult {
 		res.Refused, res.Detail = true, "connection refused"
 	case errors.Is(err, syscall.ENOENT):
 		res.Refused, res.Detail = true, "no socket"
+	case errors.Is(err, lifecycle.ErrNoProcess):
+		res.Refused, res.Detail = true, "no process"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		res.Detail = "timeout"
 	default:

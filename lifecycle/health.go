@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -165,8 +166,12 @@ func (p *Pool) Status() PoolStatus {
 		if s == StateUp {
 			st.Up++
 		}
+		addr := w.Address
+		if ep := w.Endpoint(); addr == "" && ep != nil {
+			addr = ep.Address
+		}
 		st.Workers[i] = WorkerStatus{
-			Name: w.Name, Network: w.Network, Address: w.Address, State: s,
+			Name: w.Name, Network: w.Network, Address: addr, State: s,
 			Health: r.health, Running: r.running, Uptime: r.uptimeNow(now),
 			Started: r.started, Stopped: r.stopped, PID: r.pid,
 			LastProbe: r.lastProbe, Latency: r.latency, Answered: r.answered,
@@ -221,6 +226,8 @@ func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
 	r.health, r.detail, r.checks = res.Health, res.Detail, res.Checks
 
 	switch {
+	case p.supervised:
+		// The supervisor reports starts and exits exactly.
 	case res.Refused:
 		if r.running {
 			reason := res.Detail // "connection refused", "no socket"
@@ -342,6 +349,16 @@ func (p *Pool) ProcessStarted(w *Worker, at time.Time, pid int) {
 	w.rec.hasUptime = false
 }
 
+// startReason is the started event's reason: in supervisor mode the new
+// process's pid ("pid 4242"), so that the event log shows which process
+// each spawn is; empty otherwise.
+func (p *Pool) startReason(pid int) string {
+	if !p.supervised || pid <= 0 {
+		return ""
+	}
+	return "pid " + strconv.Itoa(pid)
+}
+
 // ProcessExited records that w's process exited at at, for a process
 // supervisor: w stops receiving traffic at once and counts one stop.
 // reason is kept in the event log ("exit status 1", "signal: killed").
@@ -362,7 +379,7 @@ func (p *Pool) processStarted(w *Worker, startedAt, at time.Time, pid int) {
 	r := &w.rec
 	r.running, r.startedAt, r.pid = true, startedAt, pid
 	r.started++
-	p.record(at, w.Name, EventStarted, "")
+	p.record(at, w.Name, EventStarted, p.startReason(pid))
 }
 
 func (p *Pool) processStopped(w *Worker, at time.Time, reason string) {

@@ -75,6 +75,13 @@ type Config struct {
 	OnEvent func(Event)
 	// Now is the clock; nil is time.Now. Tests inject their own.
 	Now func() time.Time
+	// Supervised is supervisor mode (spec section 8): the workers have no
+	// configured Address (a process supervisor publishes one per process
+	// with Worker.SetEndpoint), and their process starts and exits come
+	// only from ProcessStarted and ProcessExited: probes then decide
+	// traffic alone, and the probe-based restart detection of spec section
+	// 6 is off, so that nothing is counted twice.
+	Supervised bool
 }
 
 // Pool is every configured worker and the policy that picks between them.
@@ -90,6 +97,8 @@ type Pool struct {
 	now               func() time.Time
 	onEvent           func(Event)
 
+	supervised bool
+
 	mu          sync.Mutex
 	events      eventRing
 	poolUpSince time.Time
@@ -104,7 +113,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	p := &Pool{
 		policy: cfg.Policy, workers: make([]*Worker, len(cfg.Workers)),
 		rise: atLeast1(cfg.Rise), fall: atLeast1(cfg.Fall), minUp: atLeast1(cfg.MinUp),
-		now: cfg.Now, onEvent: cfg.OnEvent,
+		now: cfg.Now, onEvent: cfg.OnEvent, supervised: cfg.Supervised,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -119,7 +128,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		switch {
 		case wc.Name == "":
 			return nil, fmt.Errorf("creating pool: worker %d has no name", i+1)
-		case wc.Address == "":
+		case wc.Address == "" && !cfg.Supervised:
 			return nil, fmt.Errorf("creating pool: worker %q has no address", wc.Name)
 		case seen[wc.Name]:
 			return nil, fmt.Errorf("creating pool: duplicate worker name %q", wc.Name)
@@ -131,9 +140,12 @@ func NewPool(cfg Config) (*Pool, error) {
 		seen[wc.Name] = true
 		w := &Worker{Name: wc.Name, Network: wc.Network, Address: wc.Address, H2C: wc.H2C, Index: i}
 		w.state.Store(int32(cfg.InitialState))
+		if !cfg.Supervised {
+			w.endpoint.Store(&Endpoint{Network: wc.Network, Address: wc.Address})
+		}
 		p.workers[i] = w
 	}
-	if cfg.InitialState == StateUp {
+	if cfg.InitialState == StateUp && !cfg.Supervised {
 		now := p.now()
 		for _, w := range p.workers {
 			p.processStarted(w, now, now, 0) // counted, so that a later stop pairs up
@@ -166,6 +178,15 @@ func (p *Pool) Pick() *Worker { return p.PickExcept(nil, false) }
 // none) and, when http1Only is set, h2c workers. It returns nil when no
 // worker qualifies. It allocates nothing.
 func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
+	return p.PickWhere(tried, http1Only, nil)
+}
+
+// PickWhere is PickExcept among the workers for which admit returns true
+// (nil admits every worker): admission control passes a check of the
+// worker's free slots, so that the policy chooses among the workers below
+// their cap (spec section 10). admit is called more than once per worker
+// and must not block; PickWhere allocates nothing itself.
+func (p *Pool) PickWhere(tried []uint64, http1Only bool, admit func(*Worker) bool) *Worker {
 	// Two passes: find the lowest load among the candidates (every load is
 	// equal under RoundRobin) and how many share it, then take the k-th of
 	// those, k turning with every pick. This keeps ties strictly
@@ -175,7 +196,7 @@ func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
 	var minLoad int64
 	ties := 0
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || (admit != nil && !admit(w)) {
 			continue
 		}
 		load := p.load(w)
@@ -191,7 +212,7 @@ func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
 	}
 	k := int(p.next.Add(1) % uint64(ties))
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad || (admit != nil && !admit(w)) {
 			continue
 		}
 		if k == 0 {

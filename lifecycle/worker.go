@@ -53,7 +53,9 @@ type Worker struct {
 	Name string
 	// Network is "tcp" or "unix".
 	Network string
-	// Address is host:port for "tcp" and the socket path for "unix".
+	// Address is host:port for "tcp" and the socket path for "unix", as
+	// configured; empty for a supervised worker, whose address changes with
+	// every process (see Endpoint, which transports and probes dial).
 	Address string
 	// H2C is true for h2c:// workers, spoken to in HTTP/2 cleartext with prior
 	// knowledge (RFC 9113 section 3.3). Such workers cannot take HTTP/1.1
@@ -65,6 +67,12 @@ type Worker struct {
 	state    atomic.Int32
 	inFlight atomic.Int64
 	rec      record // guarded by the pool's mu
+
+	// endpoint is the current process's address (see Endpoint); nil while
+	// a supervised worker has no process. generation is the last
+	// Generation published.
+	endpoint   atomic.Pointer[Endpoint]
+	generation atomic.Uint64
 }
 
 // State returns the worker's current state.

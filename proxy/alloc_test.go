@@ -8,10 +8,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
@@ -55,16 +57,23 @@ func bareReverseProxy(u *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
 	}
 }
 
-func newCannedHandler(t testing.TB) *Handler {
+func newCannedHandler(t testing.TB) *Handler { return newCannedHandlerCapped(t, 0) }
+
+// newCannedHandlerCapped is newCannedHandler with admission control capping
+// each worker at maxInFlight requests (0: no cap).
+func newCannedHandlerCapped(t testing.TB, maxInFlight int) *Handler {
 	pool, err := lifecycle.NewPool(lifecycle.Config{
 		Workers:      []lifecycle.WorkerConfig{{Name: "w1", Network: "tcp", Address: "127.0.0.1:1"}, {Name: "w2", Network: "tcp", Address: "127.0.0.1:2"}},
 		InitialState: lifecycle.StateUp,
 	})
 	require.NoError(t, err)
+	q, err := admission.New(admission.Config{Pool: pool, MaxInFlight: maxInFlight, Size: 16, Timeout: time.Second})
+	require.NoError(t, err)
 	h, err := New(Config{
 		Pool:      pool,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Transport: func(*lifecycle.Worker) http.RoundTripper { return cannedTransport },
+		Admission: q,
 	})
 	require.NoError(t, err)
 	return h
@@ -86,19 +95,22 @@ func allocsPerRequest(h http.Handler) float64 {
 // TestObservabilityAddsNoAllocation pins STYLE habit 5: obsproxy's accounting
 // (in-flight list, per-worker counters, histogram, stream detection, request
 // id echo) costs no allocation per request beyond what a bare
-// httputil.ReverseProxy with the same transport already makes.
+// httputil.ReverseProxy with the same transport already makes, with or
+// without admission control (a request that finds a free slot at once).
 func TestObservabilityAddsNoAllocation(t *testing.T) {
 	bare := allocsPerRequest(newBareProxy())
 	ours := allocsPerRequest(newCannedHandler(t))
-	t.Logf("allocations per request: bare ReverseProxy %.0f, obsproxy %.0f", bare, ours)
+	capped := allocsPerRequest(newCannedHandlerCapped(t, 2))
+	t.Logf("allocations per request: bare ReverseProxy %.0f, obsproxy %.0f, obsproxy with a cap %.0f", bare, ours, capped)
 	assert.LessOrEqual(t, ours, bare)
+	assert.LessOrEqual(t, capped, bare)
 }
 
 func BenchmarkHandler(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", newBareProxy()}, {"obsproxy", newCannedHandler(b)}} {
+	}{{"bare", newBareProxy()}, {"obsproxy", newCannedHandler(b)}, {"obsproxy-capped", newCannedHandlerCapped(b, 1<<20)}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -66,11 +66,30 @@ func newLoopbackNetHTTPHandler(tb testing.TB, addr string) *Handler {
 }
 
 func newLoopbackHandlerWith(tb testing.TB, addr string, transport func(*lifecycle.Worker) http.RoundTripper) *Handler {
+	return newLoopbackHandlerPool(tb, addr, false, transport)
+}
+
+// newLoopbackSupervisedHandler is newLoopbackHandler for a worker of
+// supervisor mode: no configured address, its process's Endpoint (a
+// generation above 0) published as a supervisor does.
+func newLoopbackSupervisedHandler(tb testing.TB, addr string) *Handler {
+	return newLoopbackHandlerPool(tb, addr, true, nil)
+}
+
+func newLoopbackHandlerPool(tb testing.TB, addr string, supervised bool, transport func(*lifecycle.Worker) http.RoundTripper) *Handler {
+	wc := lifecycle.WorkerConfig{Name: "w1", Network: "tcp", Address: addr}
+	if supervised {
+		wc.Address = ""
+	}
 	pool, err := lifecycle.NewPool(lifecycle.Config{
-		Workers:      []lifecycle.WorkerConfig{{Name: "w1", Network: "tcp", Address: addr}},
+		Workers:      []lifecycle.WorkerConfig{wc},
 		InitialState: lifecycle.StateUp,
+		Supervised:   supervised,
 	})
 	require.NoError(tb, err)
+	if supervised {
+		pool.Workers()[0].SetEndpoint("tcp", addr, 1, time.Now())
+	}
 	// cmd/obsproxy's defaults: a 2 s dial timeout and a 60 s response
 	// timeout (a timer per request in net/http.Transport, a read deadline
 	// in the lean path).
@@ -87,7 +106,9 @@ func newLoopbackHandlerWith(tb testing.TB, addr string, transport func(*lifecycl
 // exchange), 64 requests in flight. "obsproxy-nethttp" is obsproxy with
 // net/http.Transport in place of its lean HTTP/1.1 path. "no-client-id" is
 // obsproxy generating the request id itself (two allocations: the id and
-// its header slice).
+// its header slice). "obsproxy-supervised" is obsproxy's worker in
+// supervisor mode (the process's Endpoint and its generation checked when
+// a connection is pooled or reused).
 func BenchmarkProxyLoopback(b *testing.B) {
 	for _, size := range []int{100, 16 << 10} {
 		up := newFastUpstream(b, size)
@@ -101,6 +122,7 @@ func BenchmarkProxyLoopback(b *testing.B) {
 			{"obsproxy", newLoopbackHandler(b, addr), true},
 			{"obsproxy-nethttp", newLoopbackNetHTTPHandler(b, addr), true},
 			{"obsproxy-no-client-id", newLoopbackHandler(b, addr), false},
+			{"obsproxy-supervised", newLoopbackSupervisedHandler(b, addr), true},
 		} {
 			b.Run(tc.name+"/"+strconv.Itoa(size)+"B", func(b *testing.B) {
 				b.ReportAllocs()

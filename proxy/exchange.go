@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
 // exchange is one client request on its way through obsproxy: the
@@ -24,8 +26,9 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
-	flush     *pendingFlush // kept across reuse; armed while written bytes wait for more
-	body      *clientBody   // the client's request body, nil when it has none
+	flush     *pendingFlush     // kept across reuse; armed while written bytes wait for more
+	body      *clientBody       // the client's request body, nil when it has none
+	slot      *lifecycle.Worker // holds an admission slot on this worker
 	requestID []string
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
@@ -77,12 +80,14 @@ func (e *exchange) disarmFlush() {
 	}
 }
 
-// leaveFlight takes e off its worker's in-flight list, once.
+// leaveFlight takes e off its worker's in-flight list, once, and gives
+// back its admission slot.
 func (e *exchange) leaveFlight() {
 	if e.inFlight {
 		e.inFlight = false
 		e.ws.leave(e)
 	}
+	e.releaseSlot()
 }
 
 // beginStream turns e from an in-flight request into a stream of kind: it

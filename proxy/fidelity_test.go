@@ -404,16 +404,20 @@ func TestForwardedFollowsTheTrustRule(t *testing.T) {
 }
 
 func TestForwardedElement(t *testing.T) {
-	for _, tc := range []struct{ peer, host, want string }{
-		{"127.0.0.1", "example.org", "for=127.0.0.1;host=example.org;proto=http"},
-		{"::1", "example.org:8080", `for="[::1]";host="example.org:8080";proto=http`},
-		{"2001:db8::1", "[2001:db8::2]:80", `for="[2001:db8::1]";host="[2001:db8::2]:80";proto=http`},
-		{"", "h", "for=unknown;host=h;proto=http"},
-		{"@", "h", `for="@";host=h;proto=http`},
-		{"10.0.0.1", `a"b\c`, `for=10.0.0.1;host="a\"b\\c";proto=http`},
-		{"10.0.0.1", "", `for=10.0.0.1;host="";proto=http`},
+	for _, tc := range []struct {
+		peer, host, want string
+		tls              bool
+	}{
+		{"127.0.0.1", "example.org", "for=127.0.0.1;host=example.org;proto=http", false},
+		{"127.0.0.1", "example.org", "for=127.0.0.1;host=example.org;proto=https", true},
+		{"::1", "example.org:8080", `for="[::1]";host="example.org:8080";proto=http`, false},
+		{"2001:db8::1", "[2001:db8::2]:80", `for="[2001:db8::1]";host="[2001:db8::2]:80";proto=http`, false},
+		{"", "h", "for=unknown;host=h;proto=http", false},
+		{"@", "h", `for="@";host=h;proto=http`, false},
+		{"10.0.0.1", `a"b\c`, `for=10.0.0.1;host="a\"b\\c";proto=http`, false},
+		{"10.0.0.1", "", `for=10.0.0.1;host="";proto=http`, false},
 	} {
-		assert.Equal(t, tc.want, forwardedElement(tc.peer, tc.host), "peer %q host %q", tc.peer, tc.host)
+		assert.Equal(t, tc.want, forwardedElement(tc.peer, tc.host, tc.tls), "peer %q host %q tls %v", tc.peer, tc.host, tc.tls)
 	}
 }
 

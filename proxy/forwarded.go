@@ -143,9 +143,9 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 		if v := in.Header[hdrForwardedProto]; len(v) > 0 {
 			out.Header[hdrForwardedProto] = v
 		} else {
-			out.Header[hdrForwardedProto] = protoHTTP
+			out.Header[hdrForwardedProto] = protoOf(in)
 		}
-		elem := forwardedElement(peer, in.Host)
+		elem := forwardedElement(peer, in.Host, in.TLS != nil)
 		if prior := in.Header[hdrForwarded]; len(prior) > 0 {
 			elem = strings.Join(prior, ", ") + ", " + elem
 		}
@@ -155,24 +155,25 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 	// One allocation for the three values: each header gets a
 	// one-element, full-capacity slice of it, so an append elsewhere
 	// cannot reach another's element.
-	vals := [3]string{peer, in.Host, forwardedElement(peer, in.Host)}
+	vals := [3]string{peer, in.Host, forwardedElement(peer, in.Host, in.TLS != nil)}
 	all := vals[:]
 	out.Header[hdrForwardedFor] = all[0:1:1]
 	out.Header[hdrForwardedHost] = all[1:2:2]
 	out.Header[hdrForwarded] = all[2:3:3]
-	out.Header[hdrForwardedProto] = protoHTTP
+	out.Header[hdrForwardedProto] = protoOf(in)
 }
 
 // forwardedElement returns obsproxy's forwarded-element (RFC 7239 section
 // 4) for a request from peer, an IP address without its port (or whatever
 // the server gave as the remote address when it has none), to host, the
-// request's Host: "for=<peer>;host=<host>;proto=http". The port is left out,
+// request's Host: "for=<peer>;host=<host>;proto=http" (proto=https when the
+// request came over TLS, spec section 11). The port is left out,
 // as in X-Forwarded-For: it names a client's ephemeral port, which no worker
 // acts on. An IPv6 address is bracketed and quoted (section 6: for="[::1]");
 // any other value that is not a token (a host with a port, say) is a quoted
 // string (RFC 9110 section 5.6.4); an empty peer (a unix socket client) is
 // the "unknown" of section 6.3. It costs one allocation.
-func forwardedElement(peer, host string) string {
+func forwardedElement(peer, host string, tls bool) string {
 	var buf [128]byte
 	b := append(buf[:0], "for="...)
 	switch {
@@ -188,6 +189,9 @@ func forwardedElement(peer, host string) string {
 	b = append(b, ";host="...)
 	b = appendValue(b, host)
 	b = append(b, ";proto=http"...)
+	if tls {
+		b = append(b, 's')
+	}
 	return string(b)
 }
 
@@ -225,7 +229,18 @@ func isToken(v string) bool {
 	return true
 }
 
-// protoHTTP is shared by every request: the public listener speaks plain
-// HTTP (TLS, if any, ends in front of obsproxy). Header values are never
-// modified in place, so sharing the slice is safe.
-var protoHTTP = []string{"http"}
+// protoHTTP and protoHTTPS are shared by every request: header values are
+// never modified in place, so sharing the slices is safe.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
+
+// protoOf is the X-Forwarded-Proto of a request that reached the public
+// listener directly: https when it came over TLS (spec section 11).
+func protoOf(r *http.Request) []string {
+	if r.TLS != nil {
+		return protoHTTPS
+	}
+	return protoHTTP
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
 // h1Transport is obsproxy's lean HTTP/1.1 client for one worker: it writes
@@ -43,12 +45,15 @@ import (
 // peekAfterIdle or more, goes out on a reused connection, the connection is
 // checked with a non-blocking peek.
 type h1Transport struct {
-	network, address string
-	dialer           net.Dialer
-	fallback         http.RoundTripper
-	responseTimeout  time.Duration // time to the response head; 0 means none
-	idleTimeout      time.Duration
-	maxIdle          int
+	// worker is the worker whose current Endpoint is dialled; a
+	// connection of an older generation (another process of a supervised
+	// worker) is closed instead of pooled or reused.
+	worker          *lifecycle.Worker
+	dialer          net.Dialer
+	fallback        http.RoundTripper
+	responseTimeout time.Duration // time to the response head; 0 means none
+	idleTimeout     time.Duration
+	maxIdle         int
 
 	mu         sync.Mutex
 	idle       []*h1Conn // oldest first
@@ -83,13 +88,21 @@ var (
 )
 
 // newH1Transport returns the lean transport for the worker at network
-// ("tcp" or "unix") and address. It uses cfg's DialTimeout,
+// ("tcp" or "unix") and address, a static worker. See newH1TransportFor.
+func newH1Transport(network, address string, cfg Config, fallback http.RoundTripper) *h1Transport {
+	w := &lifecycle.Worker{Name: address, Network: network, Address: address}
+	w.SetEndpoint(network, address, 0, time.Time{})
+	return newH1TransportFor(w, cfg, fallback)
+}
+
+// newH1TransportFor returns the lean transport for w: every dial goes to
+// w's current Endpoint, and a connection made to an earlier generation is
+// closed when it would go back to the pool or come out of it. It uses cfg's DialTimeout,
 // ResponseTimeout, IdleConnTimeout (zero: 4 s) and MaxIdleConnsPerWorker
 // (zero: 256); fallback takes every request the lean path does not.
-func newH1Transport(network, address string, cfg Config, fallback http.RoundTripper) *h1Transport {
+func newH1TransportFor(w *lifecycle.Worker, cfg Config, fallback http.RoundTripper) *h1Transport {
 	t := &h1Transport{
-		network:         network,
-		address:         address,
+		worker:          w,
 		dialer:          net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		fallback:        fallback,
 		responseTimeout: cfg.ResponseTimeout,
@@ -178,23 +191,29 @@ func (t *h1Transport) idleConns() int {
 // conn returns the newest pooled connection, or a new one when fresh is set
 // or none is pooled.
 func (t *h1Transport) conn(ctx context.Context, fresh bool) (*h1Conn, error) {
-	if !fresh {
+	for !fresh {
 		t.mu.Lock()
-		if n := len(t.idle); n > 0 {
-			c := t.idle[n-1]
-			t.idle[n-1] = nil
-			t.idle = t.idle[:n-1]
+		n := len(t.idle)
+		if n == 0 {
 			t.mu.Unlock()
-			c.reused = true
-			return c, nil
+			break
 		}
+		c := t.idle[n-1]
+		t.idle[n-1] = nil
+		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
+		if !t.worker.Current(c.gen) {
+			c.close() // a connection to a process the worker moved on from
+			continue
+		}
+		c.reused = true
+		return c, nil
 	}
-	nc, err := t.dialer.DialContext(ctx, t.network, t.address)
+	nc, ep, err := t.worker.DialContext(ctx, &t.dialer)
 	if err != nil {
 		return nil, err
 	}
-	c := &h1Conn{t: t, conn: nc}
+	c := &h1Conn{t: t, conn: nc, gen: ep.Generation}
 	c.br = bufio.NewReaderSize(c, 4096)
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	c.abort = c.close
@@ -205,6 +224,10 @@ func (t *h1Transport) conn(ctx context.Context, fresh bool) (*h1Conn, error) {
 // by idleAt, oldest first, so the sweep only looks at its front.
 func (t *h1Transport) put(c *h1Conn) {
 	c.reused = false
+	if !t.worker.Current(c.gen) {
+		c.close() // the worker moved on to another process (issue 14's replacement)
+		return
+	}
 	t.mu.Lock()
 	if len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
@@ -261,6 +284,7 @@ type h1Conn struct {
 	idleAt time.Time
 	abort  func() // c.close, bound once so that arming it allocates nothing more
 	reused bool   // taken from the pool for the current request
+	gen    uint64 // the worker's Endpoint generation this connection was made to
 }
 
 // Read reads from the connection for br, counting bytes and enforcing the

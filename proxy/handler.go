@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
@@ -63,6 +64,12 @@ type Config struct {
 	// (spec section 4: obsproxy marks the worker down and probes it at
 	// once). It runs on the request's goroutine: it must not block.
 	OnConnectFailure func(*lifecycle.Worker)
+	// Admission, when capped (admission.Queue.Capped), is consulted at
+	// every pick: requests go only to workers below the cap and otherwise
+	// wait in its queue (spec section 10); it also bounds
+	// MaxIdleConnsPerWorker to the cap. nil or uncapped: no admission
+	// control, nothing changes.
+	Admission *admission.Queue
 }
 
 // DefaultDurationBuckets are the default request duration histogram bounds,
@@ -81,6 +88,7 @@ type Handler struct {
 	proxies   []*httputil.ReverseProxy
 	ids       *idGenerator
 	onConnect func(*lifecycle.Worker)
+	admission *admission.Queue // nil without a cap
 	logger    *slog.Logger
 	accessLog *slog.Logger
 	exchanges sync.Pool
@@ -101,6 +109,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxIdleConnsPerWorker == 0 {
 		cfg.MaxIdleConnsPerWorker = 256
 	}
+	if cfg.Admission.Capped() {
+		// Never more idle connections than the cap can use: uvicorn's
+		// --limit-concurrency counts idle keep-alive connections.
+		cfg.MaxIdleConnsPerWorker = min(cfg.MaxIdleConnsPerWorker, cfg.Admission.MaxInFlight())
+	}
 	if cfg.DurationBuckets == nil {
 		cfg.DurationBuckets = DefaultDurationBuckets
 	}
@@ -114,6 +127,7 @@ func New(cfg Config) (*Handler, error) {
 		onConnect: cfg.OnConnectFailure,
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
+		admission: admissionOf(cfg.Admission),
 		none:      &workerStats{name: "none"},
 		descs:     newDescs(),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -138,7 +152,7 @@ func New(cfg Config) (*Handler, error) {
 			rt = newTransport(w, cfg)
 		}
 		host := w.Address
-		if w.Network == "unix" {
+		if w.Network == "unix" || host == "" { // a supervised worker's address changes per process
 			host = "localhost"
 		}
 		h.workers = append(h.workers, ws)
@@ -249,10 +263,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stripH2CUpgrade(r.Header)
 	e.upgrade = isUpgrade(r.Header)
-	worker := h.pool.PickExcept(e.tried, e.upgrade)
+	worker, out := h.pick(e)
 	if worker == nil {
-		e.ws = h.none
-		e.fail(http.StatusServiceUnavailable, "no healthy upstream")
+		h.refuse(e, out)
 		return
 	}
 	h.send(e, worker)
@@ -301,9 +314,10 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 		// The client's body could not be read (malformed chunked framing,
 		// or a body that ended before its length): the client's fault, not
 		// the worker's. The connection that carried the partial body was
-		// closed by the transport, never pooled.
+		// closed by the transport, never pooled. Logged at debug only: any
+		// client can send these, and must not be able to flood the log.
 		e.leaveFlight()
-		h.logger.Info("client sent a malformed request body", "worker", ws.name,
+		h.logger.Debug("client sent a malformed request body", "worker", ws.name,
 			"request_id", e.requestID[0], "err", err)
 		e.fail(http.StatusBadRequest, "bad request")
 		return
@@ -317,9 +331,14 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 		h.onConnect(ws.worker)
 	}
 	if reason == reasonConnect || (retryable(e.in) && reason == reasonReset) {
-		if next := h.pool.PickExcept(e.tried, e.upgrade); next != nil {
+		next, out := h.pick(e)
+		if next != nil {
 			ws.retries.Add(1)
 			h.send(e, next)
+			return
+		}
+		if out != admission.NoWorker {
+			h.refuse(e, out)
 			return
 		}
 	}
@@ -364,7 +383,7 @@ func reasonOf(err error) int {
 		return reasonTimeout
 	}
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errStaleConn) {
 		return reasonReset
 	}
 	return reasonOther

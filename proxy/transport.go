@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -17,7 +18,48 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 	if w.H2C {
 		return t
 	}
-	return newH1Transport(w.Network, w.Address, cfg, t)
+	return newH1TransportFor(w, cfg, t)
+}
+
+// dialWorker dials w's current Endpoint (its address in static mode, its
+// current process's in supervisor mode); with none, it fails at once with a
+// dial error wrapping lifecycle.ErrNoProcess, which the proxy treats as a
+// connect failure (retried on another worker).
+func dialWorker(ctx context.Context, d *net.Dialer, w *lifecycle.Worker) (net.Conn, error) {
+	c, ep, err := w.DialContext(ctx, d)
+	if err != nil || ep.Generation == 0 {
+		return c, err
+	}
+	return &generationConn{Conn: c, w: w, gen: ep.Generation}, nil
+}
+
+// generationConn is a net/http.Transport connection to one process of a
+// supervised worker. net/http gives no hook when it pools a connection, so
+// the check is at the next request's first write: once the worker has moved
+// on to another process, a write on a connection that has been idle fails
+// before a byte is sent, which net/http.Transport answers by sending the
+// request again on a new connection (its "nothing written" retry). A
+// connection whose request is under way (its last write less than
+// staleAfterIdle ago, e.g. a request body being streamed) keeps writing.
+type generationConn struct {
+	net.Conn
+	w         *lifecycle.Worker
+	gen       uint64
+	lastWrite atomic.Int64 // unix nanoseconds
+}
+
+// staleAfterIdle is how long a generationConn of an old process must have
+// written nothing before a write is taken as a new request's.
+const staleAfterIdle = 50 * time.Millisecond
+
+func (c *generationConn) Write(p []byte) (int, error) {
+	now := time.Now().UnixNano()
+	if !c.w.Current(c.gen) && now-c.lastWrite.Load() >= int64(staleAfterIdle) {
+		c.Conn.Close()
+		return 0, errStaleConn
+	}
+	c.lastWrite.Store(now)
+	return c.Conn.Write(p)
 }
 
 // newNetHTTPTransport returns the net/http.Transport for one worker: all of
@@ -32,11 +74,10 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 // does and seldom sends on a connection the worker is closing.
 func newNetHTTPTransport(w *lifecycle.Worker, cfg Config) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	network, address := w.Network, w.Address
 	t := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, address)
+			return dialWorker(ctx, d, w)
 		},
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerWorker,

@@ -42,6 +42,14 @@
     return s < 60 ? dec1.format(s) + "s" : fmtDuration(s);
   }
 
+  function fmtBytes(n) {
+    if (n == null) return "–";
+    if (n >= 1 << 30) return (n / (1 << 30)).toFixed(2) + " GiB";
+    if (n >= 10 * (1 << 20)) return Math.round(n / (1 << 20)) + " MiB";
+    if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+    return Math.round(n / 1024) + " KiB";
+  }
+
   function fmtMs(ms) {
     if (ms == null) return "–";
     if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
@@ -128,6 +136,16 @@
     var oldest = (s.workers || []).reduce(function (m, w) { return Math.max(m, w.oldest_in_flight_seconds || 0); }, 0);
     setCard("in-flight", fmtInt(r.in_flight), oldest > 0 ? "oldest " + fmtAge(oldest) : "nothing waiting", r.in_flight,
       stuck ? "warn" : "");
+    var q = s.queue || {};
+    var rejected = (q.rejected_full_total || 0) + (q.rejected_timeout_total || 0);
+    var qSub = !q.max_in_flight ? "no cap" :
+      "cap " + fmtInt(q.max_in_flight) + "/worker · " + fmtInt(rejected) + " rejected" +
+      (q.depth > 0 ? " · oldest " + fmtAge(q.oldest_wait_seconds) : "");
+    setCard("queue", q.max_in_flight ? fmtInt(q.depth) : "–", qSub, q.depth || 0,
+      q.depth > 0 ? "warn" : "");
+    var qCard = document.querySelector('[data-stat="queue"]');
+    qCard.dataset.cap = q.max_in_flight || 0;
+    qCard.dataset.rejected = rejected;
     var reqSub = fmtInt(r.total) + " total · " + fmtInt(r.errors_total) + " errors";
     if (r.no_worker_total) reqSub += " · " + fmtInt(r.no_worker_total) + " no worker";
     setCard("requests-per-second", fmtRate(r.per_second), reqSub, r.per_second);
@@ -138,7 +156,45 @@
       r.latency_p95_ms == null ? "no recent requests" : "p95 " + fmtMs(r.latency_p95_ms),
       r.latency_p50_ms);
     document.querySelector('[data-stat="latency"]').dataset.p95 = r.latency_p95_ms == null ? "" : r.latency_p95_ms;
+
+    // Supervisor mode: the pool's total worker memory.
+    var supervised = isSupervised(s);
+    var mem = document.querySelector('[data-stat="worker-memory"]');
+    mem.hidden = !supervised;
+    if (supervised) {
+      var running = (s.workers || []).filter(function (w) { return w.pid; }).length;
+      setCard("worker-memory", fmtBytes(p.rss_bytes), fmtInt(running) + " process" + (running === 1 ? "" : "es") + " and children", p.rss_bytes);
+    }
+    renderCertificate(s.tls);
   }
+
+  // renderCertificate shows the soonest-expiring certificate of the public
+  // listener (null tls: plain listener, card hidden). Under 14 days is a
+  // warning (the CertificateExpiresSoon alert's threshold), under 3 bad.
+  function renderCertificate(tl) {
+    var card = document.querySelector('[data-stat="certificate"]');
+    if (!card) return;
+    card.hidden = !tl;
+    if (!tl) return;
+    var certs = tl.certificates || [];
+    var errs = fmtInt(tl.handshake_errors_total) + " failed handshakes";
+    var reloads = tl.reloads_failure ? " · " + fmtInt(tl.reloads_failure) + " failed reloads" : "";
+    if (!certs.length) {
+      setCard("certificate", "none yet", errs + reloads, null, "warn");
+      card.title = "";
+      return;
+    }
+    var c = certs[0], left = c.expires_in_seconds, days = left / 86400;
+    setCard("certificate", left <= 0 ? "expired" : fmtDuration(left), c.name + reloads, left,
+      days < 3 ? "bad" : days < 14 ? "warn" : "ok");
+    card.dataset.handshakeErrors = tl.handshake_errors_total;
+    card.title = c.name + ", serial " + c.serial + ", issued by " + c.issuer + ", not after " + c.not_after +
+      "; " + errs + reloads;
+  }
+
+  // isSupervised: obsproxy runs the workers itself (the process fields are
+  // null in static mode).
+  function isSupervised(s) { return (s.workers || []).some(function (w) { return w.exits != null; }); }
 
   // ---- workers table -------------------------------------------------------
 
@@ -155,6 +211,7 @@
   function renderWorkers(s) {
     var body = $("workers");
     var ws = s.workers || [];
+    var supervised = isSupervised(s);
     var rows = document.createDocumentFragment();
     ws.forEach(function (w) {
       var tr = el("tr");
@@ -169,15 +226,30 @@
       name.appendChild(el("span", "wname", w.name));
       name.title = w.name + (w.pid ? " (pid " + w.pid + ")" : "");
 
-      var addr = cell(tr, "address", null, w.address, "addr");
-      addr.appendChild(el("span", "clip", w.address));
-      addr.title = w.address;
+      if (supervised) {
+        // The address changes with every process: the pid says which one.
+        var pid = cell(tr, "pid", w.pid ? String(w.pid) : "–", w.pid || 0, "addr");
+        pid.title = w.address;
+      } else {
+        var addr = cell(tr, "address", null, w.address, "addr");
+        addr.appendChild(el("span", "clip", w.address));
+        addr.title = w.address;
+      }
 
       var st = cell(tr, "state", null, w.state);
       st.appendChild(badge("state-" + w.state, w.state));
 
       var hc = cell(tr, "health", null, w.health, "health-cell");
       hc.appendChild(badge("health-" + w.health, w.health));
+      // The worker's own metrics (spec section 9): null while the feature is
+      // off or before the first fetch (fetches follow scrapes and pushes).
+      if (w.metrics_up != null) {
+        var mb = badge("metrics-" + (w.metrics_up ? "up" : "down"), w.metrics_up ? "metrics" : "no metrics");
+        mb.title = w.metrics_up ? "the last fetch of its own metrics succeeded"
+          : "the last fetch of its own metrics failed (obsproxy_worker_metrics_errors_total says why)";
+        hc.appendChild(mb);
+      }
+      tr.dataset.metricsUp = w.metrics_up == null ? "" : String(w.metrics_up);
       var detail = w.detail || w.down_reason || "";
       if (w.down_reason && w.detail && w.down_reason !== w.detail) detail = w.detail + " (down: " + w.down_reason + ")";
       if (detail) {
@@ -187,6 +259,8 @@
       }
 
       numCell(tr, "in-flight", fmtInt(w.in_flight), w.in_flight);
+      var capCell = numCell(tr, "cap", w.cap_usage == null ? "–" : Math.round(w.cap_usage * 100) + "%", w.cap_usage);
+      if (w.cap_usage >= 1) capCell.classList.add("slow-cell");
       var old = numCell(tr, "oldest", null, w.oldest_in_flight_seconds);
       if (stuck) {
         old.classList.add("stuck-cell");
@@ -214,8 +288,26 @@
         probe.appendChild(el("span", "", fmtMs(w.last_probe_latency_ms)));
         probe.appendChild(el("span", "muted", " · " + fmtAge(w.last_probe_age_seconds) + " ago"));
       }
+      if (supervised) {
+        numCell(tr, "memory", fmtBytes(w.rss_bytes), w.rss_bytes);
+        numCell(tr, "cpu", w.cpu_percent == null ? "–" : w.cpu_percent.toFixed(1) + " %", w.cpu_percent);
+        var ex = cell(tr, "exits", null, w.exits);
+        ex.appendChild(el("span", "", fmtInt(w.exits)));
+        if (w.last_exit_reason) {
+          ex.appendChild(el("span", "muted clip exit-reason", "\u00a0· " + w.last_exit_reason));
+          ex.title = "last exit: " + w.last_exit_reason;
+        }
+        var bo = el("span", "backoff", w.backoff_seconds ? " · restart in " + fmtAge(w.backoff_seconds) : "");
+        bo.dataset.col = "backoff";
+        bo.dataset.value = w.backoff_seconds == null ? "" : String(w.backoff_seconds);
+        if (w.backoff_seconds) ex.classList.add("errors");
+        ex.appendChild(bo);
+      }
       rows.appendChild(tr);
     });
+    document.querySelectorAll("#workers-table th.sup").forEach(function (th) { th.hidden = !supervised; });
+    $("th-address").textContent = supervised ? "PID" : "Address";
+    $("workers-table").classList.toggle("supervised", supervised);
     body.replaceChildren(rows);
     var p = s.pool || {};
     $("workers-policy").textContent = p.policy ? "balancing: " + p.policy.replace(/_/g, " ") : "";
@@ -265,7 +357,8 @@
     return {
       t: Date.parse(s.timestamp), per_second: r.per_second, in_flight: r.in_flight,
       connections: c.active, streams: r.streams, workers_up: p.up,
-      latency_p50_ms: r.latency_p50_ms, latency_p95_ms: r.latency_p95_ms
+      latency_p50_ms: r.latency_p50_ms, latency_p95_ms: r.latency_p95_ms,
+      queue_depth: (s.queue || {}).depth || 0
     };
   }
 
@@ -297,7 +390,13 @@
 
   var chartDefs = {
     rps: { series: [{ label: "req/s", key: "per_second", color: COLORS.blue, fmt: fmtRate }] },
-    inflight: { integer: true, series: [{ label: "in flight", key: "in_flight", color: COLORS.violet, fmt: fmtInt }] },
+    inflight: {
+      integer: true,
+      series: [
+        { label: "in flight", key: "in_flight", color: COLORS.violet, fmt: fmtInt },
+        { label: "queued", key: "queue_depth", color: COLORS.rose, fmt: fmtInt }
+      ]
+    },
     conns: {
       integer: true,
       series: [

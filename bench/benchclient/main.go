@@ -11,6 +11,9 @@
 //	    -timeout), and prints one line: requests, errors, req/s, the raw
 //	    p50/p95/p99/max latency of every request in µs (no coordinated-
 //	    omission correction, unlike wrk) and how many took over 1 s.
+//	benchclient open -url http://127.0.0.1:P/burn?ms=5 -rate 400 -duration 30s
+//	    an open loop: starts requests at a constant rate, whatever the
+//	    server does, and prints goodput, 503 share and 2xx latencies (open.go).
 //	benchclient block -url http://127.0.0.1:P/block?seconds=5 -duration 20s
 //	    keeps -concurrency requests to url in flight, back to back, until
 //	    -duration passes (it keeps one worker stuck), and prints how many
@@ -34,7 +37,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchclient idle|block|load [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchclient idle|block|load|open [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -44,6 +47,8 @@ func main() {
 		block(os.Args[2:])
 	case "load":
 		load(os.Args[2:])
+	case "open":
+		open(os.Args[2:])
 	default:
 		fmt.Fprintf(os.Stderr, "benchclient: unknown command %q\n", os.Args[1])
 		os.Exit(2)

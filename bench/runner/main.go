@@ -11,10 +11,14 @@
 //
 // Settings (environment): ROUNDS (5), DURATION (10s), CONNS (64),
 // IDLE_CONNS (5000), STUCK_DURATION (15s), STUCK_CONNS (8), BLOCK_SECONDS
-// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck), LOAD_CPU (0),
-// SERVER_CPU (1), VARIANT_ENV (unset: space-separated VAR=value pairs; when
+// (5), STUCK_ROUNDS (1), PHASES (idle,rounds,stuck; tls and overload on
+// request: overload.go runs admission control under an open-loop load, with
+// its own OVERLOAD_* settings), LOAD_CPU (0), SERVER_CPU (1), VARIANT_ENV
+// (unset: space-separated VAR=value pairs; when
 // set, a target "obsproxy-variant" runs obsproxy with them, for an A/B of a
-// runtime setting such as GOGC=400 within the same rounds).
+// runtime setting such as GOGC=400 within the same rounds). The target
+// "obsproxy-supervised" is obsproxy in supervisor mode running its own copy
+// of the upstream (one worker, tcp).
 package main
 
 import (
@@ -375,12 +379,13 @@ type result struct {
 	non2xx        int64
 }
 
-func (b *bench) wrk(url string, conns int, d time.Duration) (result, error) {
+func (b *bench) wrk(url string, conns int, d time.Duration, extra ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+45*time.Second)
 	defer cancel()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := b.loadCommand(ctx, "wrk", "-t1", "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(secs)+"s", "--timeout", "30s", "-s", b.script, url)
+	args := append([]string{"-t1", "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(secs) + "s", "--timeout", "30s", "-s", b.script}, extra...)
+	cmd := b.loadCommand(ctx, "wrk", append(args, url)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := runAux(cmd)
@@ -460,10 +465,22 @@ func (b *bench) run() error {
 			}
 		}
 	}
+	if b.s.phases["tls"] {
+		if err := b.tlsPhase(); err != nil {
+			b.logf("TLS phase failed: %v", err)
+			b.printf("\nTLS phase failed: %v\n", err)
+		}
+	}
 	if b.s.phases["stuck"] {
 		if err := b.stuckPhase(); err != nil {
 			b.logf("stuck-worker test failed: %v", err)
 			b.printf("\nstuck-worker test failed: %v\n", err)
+		}
+	}
+	if b.s.phases["overload"] {
+		if err := b.overloadPhase(); err != nil {
+			b.logf("overload test failed: %v", err)
+			b.printf("\noverload test failed: %v\n", err)
 		}
 	}
 	b.loads = append(b.loads, loadavg())
@@ -542,6 +559,9 @@ func (b *bench) startThroughputTargets() error {
 		{"obsproxy-h2c", func(port int) (*proc, error) {
 			return b.startObsproxy("obsproxy-h2c", port, fmt.Sprintf("w1=h2c://127.0.0.1:%d", h2c), "least_inflight")
 		}},
+		{"obsproxy-supervised", func(port int) (*proc, error) {
+			return b.startSupervisedObsproxy("obsproxy-supervised", port)
+		}},
 		{"obsproxy-variant", func(port int) (*proc, error) {
 			if len(b.s.variantEnv) == 0 {
 				return nil, errNotRequested
@@ -619,6 +639,24 @@ func (b *bench) startObsproxy(name string, port int, upstreams, policy string, e
 		"OBSPROXY_LOG_LEVEL=warn",
 		"OBSPROXY_LOG_FORMAT=text",
 	}, extraEnv...), b.s.obsproxy)
+}
+
+// startSupervisedObsproxy runs bin/obsproxy in supervisor mode (issue 13)
+// with one worker: the bench upstream on a 127.0.0.1 port of its own, so
+// that the row compares with "obsproxy" (static mode, the shared upstream).
+func (b *bench) startSupervisedObsproxy(name string, port int) (*proc, error) {
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return start(b.s.tmp, name, b.s.serverCPU, []string{
+		fmt.Sprintf("OBSPROXY_LISTEN_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("OBSPROXY_ADMIN_ADDR=127.0.0.1:%d", admin),
+		"OBSPROXY_WORKERS=1",
+		"OBSPROXY_WORKER_TRANSPORT=tcp",
+		"OBSPROXY_LOG_LEVEL=warn",
+		"OBSPROXY_LOG_FORMAT=text",
+	}, b.s.obsproxy, "--", b.s.upstream, "-addr", "127.0.0.1:{port}")
 }
 
 func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, error) {
@@ -767,8 +805,8 @@ type idleResult struct {
 func (b *bench) idlePhase() {
 	var rows []idleResult
 	for _, t := range b.targets {
-		if t.name == "obsproxy-h2c" {
-			continue
+		if t.name == "obsproxy-h2c" || t.name == "obsproxy-supervised" {
+			continue // the supervised target's RSS would include its upstream
 		}
 		r := b.idleOne(t)
 		if r.err != nil {
@@ -945,6 +983,9 @@ func (b *bench) reportRounds(workloads []workload, results []map[string][]result
 		}
 		if res["obsproxy-h2c"] != nil {
 			fmt.Fprintf(tw, "| obsproxy h2c upstream ÷ obsproxy HTTP/1.1 upstream\t %s\t\n", spread(ratios(res["obsproxy-h2c"], res["obsproxy"]), "%.3f"))
+		}
+		if res["obsproxy-supervised"] != nil {
+			fmt.Fprintf(tw, "| obsproxy supervising its upstream ÷ obsproxy static\t %s\t\n", spread(ratios(res["obsproxy-supervised"], res["obsproxy"]), "%.3f"))
 		}
 		if res["obsproxy-variant"] != nil {
 			fmt.Fprintf(tw, "| obsproxy with %s ÷ obsproxy\t %s\t\n", strings.Join(b.s.variantEnv, " "), spread(ratios(res["obsproxy-variant"], res["obsproxy"]), "%.3f"))

@@ -80,6 +80,53 @@ type Config struct {
 	AccessLog bool   `env:"ACCESS_LOG" envDefault:"false" help:"log one line per proxied request (never query strings or header values)" accept:"true or false" group:"logging"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"log level" accept:"debug, info, warn or error" group:"logging"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log format on stderr" accept:"json or text" group:"logging"`
+
+	// The workers' own metrics, spec section 9 (config_workermetrics.go).
+	WorkerMetricsPath     string        `env:"WORKER_METRICS_PATH" help:"path fetched from every worker on each scrape of /metrics (and each push), its series exposed with a worker label; empty: off. The public listener answers 404 on it" accept:"empty, or an absolute path other than / such as /metrics" group:"workermetrics"`
+	WorkerMetricsTimeout  time.Duration `env:"WORKER_METRICS_TIMEOUT" envDefault:"2s" help:"time allowed for each worker's metrics fetch (shortened to fit the scraper's X-Prometheus-Scrape-Timeout-Seconds)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"workermetrics"`
+	WorkerMetricsMaxBytes byteSize      `env:"WORKER_METRICS_MAX_BYTES" envDefault:"8MiB" help:"most bytes a worker's metrics body may have after decompression; a larger one contributes nothing and counts as too_large" accept:"a byte count or a number with a unit from 1KiB to 1GiB, e.g. 8MiB, 500MB, 1048576" group:"workermetrics"`
+
+	// The client side: TLS, HTTP/2, ACME (spec section 11); checked in config_tls.go.
+	TLSCertFile   string `env:"TLS_CERT_FILE" help:"PEM certificate chain (leaf first) for TLS on the public listener, with OBSPROXY_TLS_KEY_FILE; reloaded when it changes" accept:"a readable PEM certificate file, valid now, matching OBSPROXY_TLS_KEY_FILE" group:"tls"`
+	TLSKeyFile    string `env:"TLS_KEY_FILE" help:"PEM private key of OBSPROXY_TLS_CERT_FILE" accept:"a readable PEM private key file matching OBSPROXY_TLS_CERT_FILE" group:"tls"`
+	TLSMinVersion string `env:"TLS_MIN_VERSION" envDefault:"1.2" help:"lowest TLS version accepted from clients" accept:"1.2 or 1.3" group:"tls"`
+	H2C           bool   `env:"H2C" envDefault:"false" help:"accept HTTP/2 cleartext with prior knowledge on a plain public listener (behind a load balancer that speaks h2c)" accept:"true or false, and not with TLS" group:"tls"`
+	ACMEDomains   string `env:"ACME_DOMAINS" help:"comma-separated names to obtain certificates for from an ACME CA (TLS-ALPN-01 on the public listener); not with certificate files" accept:"comma-separated DNS names, e.g. example.com,www.example.com (no wildcards, no IP addresses)" group:"tls"`
+	ACMEEmail     string `env:"ACME_EMAIL" help:"contact address of the ACME account (expiry notices)" accept:"an email address, or empty" group:"tls"`
+	ACMEDirectory string `env:"ACME_DIRECTORY" envDefault:"https://acme-v02.api.letsencrypt.org/directory" help:"ACME directory URL (default: Let's Encrypt production)" accept:"an https:// URL" group:"tls"`
+	ACMECAFile    string `env:"ACME_CA_FILE" help:"PEM CA certificates trusted for the ACME directory's HTTPS, besides the system roots (a private CA)" accept:"a readable PEM file with at least one certificate, or empty" group:"tls"`
+	ACMECacheDir  string `env:"ACME_CACHE_DIR" help:"directory for the ACME account key and certificates (keep it on a volume: a restart reuses them); required with OBSPROXY_ACME_DOMAINS" accept:"a directory path, created 0700 if missing" group:"tls"`
+	// TLSMinVersionID is OBSPROXY_TLS_MIN_VERSION as a crypto/tls constant.
+	TLSMinVersionID uint16 `env:"-"`
+	// ACMEDomainList is OBSPROXY_ACME_DOMAINS parsed, lower-cased, in the
+	// order written; nil when unset.
+	ACMEDomainList    []string      `env:"-"`
+	WorkerMaxInFlight int           `env:"WORKER_MAX_IN_FLIGHT" envDefault:"0" help:"cap on requests in flight per worker; beyond it requests wait in one FIFO queue (0: no cap)" accept:"an integer from 0 to 100000" group:"admission"`
+	QueueSize         int           `env:"QUEUE_SIZE" envDefault:"1024" help:"how many requests may wait for a worker below its cap; more get 503 overloaded (0: none wait)" accept:"an integer from 0 to 1000000" group:"admission"`
+	QueueTimeout      time.Duration `env:"QUEUE_TIMEOUT" envDefault:"10s" help:"longest a request waits in the queue before 503 overloaded" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"admission"`
+	// Supervisor mode (spec section 8): config_supervisor.go validates these.
+	WorkerCommand      string        `env:"WORKER_COMMAND" help:"supervisor mode: the worker command, split like a shell ($VAR expands, nothing runs through a shell); a command after -- wins" accept:"a command line with {socket} (unix transport) or {port} (tcp, h2c), e.g. uvicorn app:app --uds {socket}" group:"supervisor"`
+	NumWorkers         int           `env:"WORKERS" help:"supervisor mode: worker processes w1..wN (empty: the number of CPUs)" accept:"an integer from 1 to 256" group:"supervisor"`
+	WorkerTransport    string        `env:"WORKER_TRANSPORT" envDefault:"unix" help:"supervisor mode: how obsproxy reaches a worker: unix ({socket}), tcp or h2c ({port} on 127.0.0.1)" accept:"unix, tcp or h2c" group:"supervisor"`
+	WorkerSocketDir    string        `env:"WORKER_SOCKET_DIR" help:"supervisor mode: directory of the workers' unix sockets, created 0700 if missing (empty: a fresh private directory under the system temp dir, removed on exit)" accept:"a directory obsproxy can create and write, short enough for a socket path (108 bytes)" group:"supervisor"`
+	WorkerStartTimeout time.Duration `env:"WORKER_START_TIMEOUT" envDefault:"60s" help:"supervisor mode: a new process that no probe finds serving within this is killed (start_timeout)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
+	WorkerStopTimeout  time.Duration `env:"WORKER_STOP_TIMEOUT" envDefault:"30s" help:"supervisor mode: after SIGTERM, how long a process may take to exit before SIGKILL" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
+	WorkerBackoffMax   time.Duration `env:"WORKER_BACKOFF_MAX" envDefault:"30s" help:"supervisor mode: the longest delay before restarting a failing worker (100ms doubling up to this)" accept:"a Go duration of at least 100ms" group:"supervisor"`
+	// Recycling and the stuck-worker kill (spec section 8): parsed and
+	// validated now, enforced by a later release (config_recycle.go).
+	WorkerMaxRequests   int           `env:"WORKER_MAX_REQUESTS" envDefault:"0" help:"supervisor mode: recycle a process after this many requests (0: off; not enforced yet, a warning is logged)" accept:"an integer >= 0" group:"recycle"`
+	WorkerMaxRSS        byteSize      `env:"WORKER_MAX_RSS" envDefault:"0" help:"supervisor mode: recycle a process whose resident memory (with its descendants) stays above this (0: off; not enforced yet, a warning is logged)" accept:"0, a byte count or a number with a unit, e.g. 512MiB, 1GiB, 500MB" group:"recycle"`
+	WorkerMaxLifetime   time.Duration `env:"WORKER_MAX_LIFETIME" envDefault:"0s" help:"supervisor mode: recycle a process after it has run this long (0s: off; not enforced yet, a warning is logged)" accept:"a Go duration >= 0 such as 0s, 1h" group:"recycle"`
+	WorkerRecycleJitter float64       `env:"WORKER_RECYCLE_JITTER" envDefault:"0.1" help:"supervisor mode: each recycling limit is scaled per process by a random factor in [1, 1+this]" accept:"a number from 0 to 1" group:"recycle"`
+	WorkerStuckTimeout  time.Duration `env:"WORKER_STUCK_TIMEOUT" envDefault:"0s" help:"supervisor mode: SIGKILL a process whose requests are in flight and whose probes all time out for this long (0s: off; not enforced yet, a warning is logged)" accept:"a Go duration >= 0 such as 0s, 30s" group:"recycle"`
+	// WorkerArgv is the worker command as argv, placeholders unreplaced:
+	// the arguments after --, else OBSPROXY_WORKER_COMMAND split; nil in
+	// static mode.
+	WorkerArgv []string `env:"-"`
+	// WorkerEnv is the environment loadConfig was given (KEY=VALUE): the
+	// workers' environment, and where $VAR in OBSPROXY_WORKER_COMMAND is
+	// looked up.
+	WorkerEnv []string `env:"-"`
 	// Workers is OBSPROXY_UPSTREAMS parsed: one entry per worker, in the
 	// order written, never empty after a successful loadConfig.
 	Workers []workerSpec `env:"-"`
@@ -166,7 +213,8 @@ func loadConfig(args []string, environ []string) (Config, error) {
 	}
 	slices.Sort(unknown)
 
-	if err := parseFlags(args, rows, vars); err != nil {
+	command, err := parseFlags(args, rows, vars)
+	if err != nil {
 		return Config{}, err
 	}
 
@@ -179,6 +227,7 @@ func loadConfig(args []string, environ []string) (Config, error) {
 	if v, ok := vars[envPrefix+"ADMIN_ADDR"]; ok && v == "" {
 		cfg.AdminAddr = ""
 	}
+	cfg.WorkerArgv, cfg.WorkerEnv = command, environ
 	if err := validate(&cfg, vars); err != nil {
 		return Config{}, err
 	}
@@ -212,8 +261,10 @@ func (f *settingFlag) Set(v string) error {
 // IsBoolFlag lets a boolean setting be given as --name alone (meaning true).
 func (f *settingFlag) IsBoolFlag() bool { return f.isBool }
 
-// parseFlags overlays the flags of args onto vars.
-func parseFlags(args []string, rows []settingRow, vars map[string]string) error {
+// parseFlags overlays the flags of args onto vars and returns the worker
+// command given after "--" (spec section 1: obsproxy [flags] -- COMMAND
+// [ARG ...]): nil without "--", an empty non-nil slice for "--" alone.
+func parseFlags(args []string, rows []settingRow, vars map[string]string) ([]string, error) {
 	fs := flag.NewFlagSet("obsproxy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	boolFlags := make(map[string]bool)
@@ -224,12 +275,15 @@ func parseFlags(args []string, rows []settingRow, vars map[string]string) error 
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return nil, errHelp
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
-			return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
+			return nil, fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
 		}
-		return fmt.Errorf("invalid flags: %w", err)
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	if rest := fs.Args(); len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+		return append([]string{}, rest...), nil
 	}
 	if rest := fs.Args(); len(rest) > 0 {
 		msg := fmt.Sprintf("unexpected argument %q", rest[0])
@@ -239,9 +293,9 @@ func parseFlags(args []string, rows []settingRow, vars map[string]string) error 
 				msg += fmt.Sprintf(" (a boolean flag takes its value after =, e.g. --%s=%s)", prev, rest[0])
 			}
 		}
-		return errors.New(msg)
+		return nil, errors.New(msg)
 	}
-	return nil
+	return nil, nil
 }
 
 // mapParseError turns the first caarlos0/env error (they come in Config
@@ -297,6 +351,8 @@ func validate(cfg *Config, vars map[string]string) error {
 	}
 	checks := []func() error{
 		v.listener,
+		v.supervisor,
+		v.recycle,
 		v.upstreams,
 		v.paths,
 		v.health,
@@ -305,6 +361,9 @@ func validate(cfg *Config, vars map[string]string) error {
 		v.timeouts,
 		v.push,
 		v.logging,
+		v.workerMetrics,
+		v.tls,
+		v.admission,
 		v.adminExposure,
 	}
 	for _, check := range checks {
@@ -326,11 +385,13 @@ func (v *validator) listener() error {
 }
 
 func (v *validator) upstreams() error {
-	workers, err := parseUpstreams(v.cfg.Upstreams)
-	if err != nil {
-		return v.invalid("UPSTREAMS", v.cfg.Upstreams, err.Error())
+	if v.cfg.WorkerArgv == nil { // supervisor mode has its workers already
+		workers, err := parseUpstreams(v.cfg.Upstreams)
+		if err != nil {
+			return v.invalid("UPSTREAMS", v.cfg.Upstreams, err.Error())
+		}
+		v.cfg.Workers = workers
 	}
-	v.cfg.Workers = workers
 	switch v.cfg.LBPolicy {
 	case "least_inflight", "round_robin":
 	default:

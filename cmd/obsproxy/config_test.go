@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -78,6 +79,18 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AccessLog:               false,
 		LogLevel:                "info",
 		LogFormat:               "json",
+		WorkerMetricsTimeout:    2 * time.Second,
+		WorkerMetricsMaxBytes:   8 << 20,
+		TLSMinVersion:           "1.2",
+		TLSMinVersionID:         0x0303,
+		ACMEDirectory:           "https://acme-v02.api.letsencrypt.org/directory",
+		QueueSize:               1024,
+		QueueTimeout:            10 * time.Second,
+		WorkerTransport:         "unix",
+		WorkerStartTimeout:      time.Minute,
+		WorkerStopTimeout:       30 * time.Second,
+		WorkerBackoffMax:        30 * time.Second,
+		WorkerRecycleJitter:     0.1,
 		Workers:                 []workerSpec{{Name: "127.0.0.1:8000", Network: "tcp", Address: "127.0.0.1:8000"}},
 	}
 	for name, environ := range map[string][]string{
@@ -154,6 +167,9 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_IDLE_TIMEOUT":              {"1m", "2m", time.Minute, 2 * time.Minute},
 		"OBSPROXY_UPSTREAM_DIAL_TIMEOUT":     {"3s", "4s", 3 * time.Second, 4 * time.Second},
 		"OBSPROXY_UPSTREAM_RESPONSE_TIMEOUT": {"30s", "45s", 30 * time.Second, 45 * time.Second},
+		"OBSPROXY_WORKER_MAX_IN_FLIGHT":      {"4", "8", 4, 8},
+		"OBSPROXY_QUEUE_SIZE":                {"100", "200", 100, 200},
+		"OBSPROXY_QUEUE_TIMEOUT":             {"5s", "500ms", 5 * time.Second, 500 * time.Millisecond},
 		"OBSPROXY_DRAIN_DELAY":               {"5s", "0s", 5 * time.Second, time.Duration(0)},
 		"OBSPROXY_SHUTDOWN_TIMEOUT":          {"10s", "20s", 10 * time.Second, 20 * time.Second},
 		"OBSPROXY_SAMPLE_INTERVAL":           {"500ms", "2s", 500 * time.Millisecond, 2 * time.Second},
@@ -163,6 +179,25 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 		"OBSPROXY_ACCESS_LOG":                {"true", "false", true, false},
 		"OBSPROXY_LOG_LEVEL":                 {"debug", "warn", "debug", "warn"},
 		"OBSPROXY_LOG_FORMAT":                {"text", "json", "text", "json"},
+		"OBSPROXY_WORKER_METRICS_PATH":       {"/metrics", "/app/metrics", "/metrics", "/app/metrics"},
+		"OBSPROXY_WORKER_METRICS_TIMEOUT":    {"3s", "500ms", 3 * time.Second, 500 * time.Millisecond},
+		"OBSPROXY_WORKER_METRICS_MAX_BYTES":  {"512MiB", "500MB", byteSize(512 << 20), byteSize(500_000_000)},
+		"OBSPROXY_WORKER_COMMAND":            {"sh -c {socket}", "true {socket}", "sh -c {socket}", "true {socket}"},
+		"OBSPROXY_WORKERS":                   {"2", "3", 2, 3},
+		"OBSPROXY_WORKER_TRANSPORT":          {"tcp", "h2c", "tcp", "h2c"},
+		"OBSPROXY_WORKER_SOCKET_DIR":         {"/tmp/obsproxy-test-a", "/tmp/obsproxy-test-b", "/tmp/obsproxy-test-a", "/tmp/obsproxy-test-b"},
+		"OBSPROXY_WORKER_START_TIMEOUT":      {"5s", "6s", 5 * time.Second, 6 * time.Second},
+		"OBSPROXY_WORKER_STOP_TIMEOUT":       {"7s", "8s", 7 * time.Second, 8 * time.Second},
+		"OBSPROXY_WORKER_BACKOFF_MAX":        {"1s", "2s", time.Second, 2 * time.Second},
+		"OBSPROXY_WORKER_MAX_REQUESTS":       {"1000", "2000", 1000, 2000},
+		"OBSPROXY_WORKER_MAX_RSS":            {"512MiB", "1GB", byteSize(512 << 20), byteSize(1_000_000_000)},
+		"OBSPROXY_WORKER_MAX_LIFETIME":       {"1h", "30m", time.Hour, 30 * time.Minute},
+		"OBSPROXY_WORKER_RECYCLE_JITTER":     {"0.5", "0", 0.5, 0.0},
+		"OBSPROXY_WORKER_STUCK_TIMEOUT":      {"30s", "1m", 30 * time.Second, time.Minute},
+	}
+	tlsf := newTLSFiles(t)
+	for k, v := range tlsf.flagRows() {
+		table[k] = values(v)
 	}
 	// Three workers, so that MIN_HEALTHY_WORKERS=3 is valid.
 	base := []string{"OBSPROXY_UPSTREAMS=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"}
@@ -174,7 +209,10 @@ func TestEveryVariableHasAFlag(t *testing.T) {
 			v, ok := table[key]
 			require.True(t, ok, "no test values for %s", key)
 			field := fieldForVar(t, key)
-			environ := append(append([]string{}, base...), key+"="+v.env)
+			environ := append(append(append([]string{}, base...), tlsf.companions(key)...), key+"="+v.env)
+			if key == "OBSPROXY_WORKER_COMMAND" { // supervisor mode: no OBSPROXY_UPSTREAMS beside it
+				environ = []string{key + "=" + v.env, "PATH=" + os.Getenv("PATH")}
+			}
 
 			cfg, err := loadConfig(nil, environ)
 			require.NoError(t, err)
@@ -251,7 +289,7 @@ func TestLoadConfigArgs(t *testing.T) {
 		{name: "missing value", args: []string{"--listen-addr"}, wantErr: "invalid flags: flag needs an argument: -listen-addr"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "stray argument after flags", args: []string{"--listen-addr=:1", "extra", "--log-level=debug"}, wantErr: `unexpected argument "extra"`},
-		{name: "stray argument after --", args: []string{"--", "--listen-addr=:1"}, wantErr: `unexpected argument "--listen-addr=:1"`},
+		{name: "after -- is the worker command", args: []string{"--", "--listen-addr=:1"}, wantErr: `invalid OBSPROXY_WORKER_COMMAND="--listen-addr=:1": program "--listen-addr=:1" not found in PATH; want a command line with {socket} (unix transport) or {port} (tcp, h2c), e.g. uvicorn app:app --uds {socket}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

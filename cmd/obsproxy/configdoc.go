@@ -23,6 +23,16 @@ var configGroups = []configGroup{
 		"Where obsproxy listens, which workers it sends requests to, and how it picks one. " +
 			"The worker URL forms and labels are in [README.md](../README.md#workers); how to run each " +
 			"ASGI server as workers is in [servers.md](servers.md)."},
+	{"supervisor", "Supervisor mode",
+		"With a command after `--` (`obsproxy [flags] -- uvicorn app:app --uds {socket}`) or " +
+			"`OBSPROXY_WORKER_COMMAND`, obsproxy starts, watches and restarts its own workers `w1` … `wN` " +
+			"instead of proxying to `OBSPROXY_UPSTREAMS` (which must then be unset). How it works: " +
+			"[supervisor.md](supervisor.md)."},
+	{"recycle", "Recycling and the stuck-worker kill",
+		"Limits that replace a supervised worker's process (by requests served, resident memory, age) and " +
+			"the kill of a process whose event loop is blocked (spec section 8). **This release parses and " +
+			"checks them but does not enforce them yet**: a limit set above 0 logs a warning at start. They " +
+			"are accepted now so that a deployment written for the release that enforces them starts today."},
 	{"health", "Health checks",
 		"The probes sent to every worker, the rules that take a worker in and out of traffic, and " +
 			"obsproxy's own `/health` (readiness) and `/livez` (liveness). Every rule is in [health.md](health.md)."},
@@ -47,8 +57,20 @@ var configGroups = []configGroup{
 	{"push", "Metrics push",
 		"Pushing the metrics of `/metrics` in the Prometheus text format to a VictoriaMetrics-compatible " +
 			"import URL, for setups that cannot scrape obsproxy."},
+	{"workermetrics", "Workers' own metrics",
+		"With `OBSPROXY_WORKER_METRICS_PATH` set, every scrape of `/metrics` (and every push) also fetches " +
+			"that path from every worker and exposes the workers' series with a `worker` label, so that an " +
+			"application keeps prometheus_client's ordinary single-process registry " +
+			"([metrics.md](metrics.md#the-workers-own-metrics)). The public listener answers 404 on that path."},
 	{"logging", "Logging",
 		"Structured logs on stderr. The access log never records query strings or header values."},
+	{"tls", "TLS, HTTP/2 and ACME",
+		"TLS on the public listener from certificate files (reloaded when they change) or from an ACME CA, " +
+			"HTTP/2 by ALPN, and h2c for a plain listener behind a load balancer. Everything is in [tls.md](tls.md)."},
+	{"admission", "Admission control",
+		"A cap on the requests in flight to each worker and one FIFO queue for the requests that find " +
+			"every worker at its cap (spec section 10); without a cap nothing waits. How to size the cap, " +
+			"the queue and the workers' own limits together is in [operations.md](operations.md#admission-control)."},
 }
 
 // configDocHeader opens docs/configuration.md; the rest follows from Config.

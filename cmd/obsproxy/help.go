@@ -54,6 +54,7 @@ func writeHelp(w io.Writer) {
 
 Usage:
   obsproxy [flags]	run the proxy (settings from the environment; flags override)
+  obsproxy [flags] -- COMMAND [ARG ...]	supervisor mode: start, watch and restart the workers ({socket}, {port}, {name})
   obsproxy healthcheck	GET the local health endpoint; exit 0 on 200, 1 otherwise
   obsproxy version	print version, commit and Go version
   obsproxy --help	print this help and exit 0

@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/obsproxy/obsproxy/supervisor"
 )
 
 // Exit codes (spec section 1).
@@ -23,6 +25,9 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == supervisor.ReaperArg {
+		os.Exit(supervisor.RunReaper(os.Stdin)) // supervisor mode's safety net, see package supervisor
+	}
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 

@@ -15,7 +15,10 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/obsproxy/obsproxy/admin"
 )
 
 const (
@@ -214,7 +217,7 @@ func (p *pusher) push(parent context.Context, timeout time.Duration) (ok bool) {
 			ok = false
 		}
 	}()
-	body, err := p.gather()
+	body, err := p.gather(ctx)
 	if err != nil {
 		// Like /metrics (promhttp.ContinueOnError): send what was gathered.
 		p.logger.Warn("gathering metrics to push", "err", err)
@@ -260,10 +263,18 @@ func (p *pusher) fail(err error) {
 
 // gather encodes every metric of the gatherer in the Prometheus text
 // format, without timestamps (the receiver stamps the samples), as
-// PushMetricsExt requires. On a gathering error it returns what was
-// gathered and the error.
-func (p *pusher) gather() ([]byte, error) {
-	mfs, gatherErr := p.gatherer.Gather()
+// PushMetricsExt requires. A gatherer that takes a context (the workers'
+// own metrics, admin.ContextGatherer) gathers within ctx, the push's own
+// deadline. On a gathering error it returns what was gathered and the
+// error.
+func (p *pusher) gather(ctx context.Context) ([]byte, error) {
+	var mfs []*dto.MetricFamily
+	var gatherErr error
+	if cg, ok := p.gatherer.(admin.ContextGatherer); ok {
+		mfs, gatherErr = cg.GatherContext(ctx)
+	} else {
+		mfs, gatherErr = p.gatherer.Gather()
+	}
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {

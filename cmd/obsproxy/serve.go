@@ -19,10 +19,13 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/obsproxy/obsproxy/admin"
+	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/connstate"
 	"github.com/obsproxy/obsproxy/healthgate"
 	"github.com/obsproxy/obsproxy/lifecycle"
 	"github.com/obsproxy/obsproxy/proxy"
+	"github.com/obsproxy/obsproxy/supervisor"
+	"github.com/obsproxy/obsproxy/workermetrics"
 )
 
 // newLogger builds the structured logger on stderr from OBSPROXY_LOG_LEVEL
@@ -45,14 +48,25 @@ type app struct {
 	proxy    *proxy.Handler
 	prober   *healthgate.Prober
 	gate     *healthgate.Gate
+	queue    *admission.Queue
 	registry *prometheus.Registry
-	public   *http.Server
-	admin    *http.Server
+	// gatherer is what /metrics serves and push sends: the registry,
+	// merged with the workers' own metrics when workerMetrics is set.
+	gatherer prometheus.Gatherer
+	// workerMetrics fetches the workers' own metrics (spec section 9); nil
+	// while OBSPROXY_WORKER_METRICS_PATH is unset.
+	workerMetrics *workermetrics.Gatherer
+	public        *http.Server
+	admin         *http.Server
 	// adminPlane is the admin listener's handler; nil when it is off.
 	adminPlane *admin.Server
 	logger     *slog.Logger
 	// pusher pushes the registry to OBSPROXY_PUSH_URL; nil when unset.
 	pusher *pusher
+	// tls is the public listener's TLS; nil when it is plain.
+	tls *clientTLS
+	// supervisor runs the workers in supervisor mode; nil in static mode.
+	supervisor *supervisor.Supervisor
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -67,7 +81,19 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.pool, err = lifecycle.NewPool(lifecycle.Config{
 		Workers: cfg.Workers, Policy: policy,
 		Rise: cfg.HealthRise, Fall: cfg.HealthFall, MinUp: cfg.MinHealthyWorkers,
-		OnEvent: func(e lifecycle.Event) { logEvent(logger, e) },
+		OnEvent: func(e lifecycle.Event) {
+			logEvent(logger, e)
+			if e.Kind == lifecycle.EventUp {
+				a.queue.Kick() // a worker back up has free slots for the waiting requests
+			}
+		},
+		Supervised: cfg.supervised(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.queue, err = admission.New(admission.Config{
+		Pool: a.pool, MaxInFlight: cfg.WorkerMaxInFlight, Size: cfg.QueueSize, Timeout: cfg.QueueTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -97,6 +123,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		ResponseTimeout: cfg.UpstreamResponseTimeout,
 		Logger:          logger,
 		AccessLog:       accessLog,
+		Admission:       a.queue,
 		// A worker that refuses connections leaves traffic at once and is
 		// probed now; probes alone bring it back (spec section 4).
 		OnConnectFailure: func(w *lifecycle.Worker) {
@@ -112,7 +139,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.tracker, a.proxy, a.pool, a.prober, a.gate,
+		a.tracker, a.proxy, a.pool, a.prober, a.gate, a.queue,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "obsproxy_uptime_seconds", Help: "Seconds since obsproxy started.",
 		}, func() float64 { return time.Since(a.started).Seconds() }),
@@ -121,29 +148,55 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 		}, func() float64 { return 1 }),
 	)
+	a.gatherer = a.registry
+	var metricsSource admin.WorkerMetricsSource
+	if cfg.WorkerMetricsPath != "" {
+		a.workerMetrics, err = workermetrics.New(workermetrics.Config{
+			Base: a.registry, Pool: a.pool, Dial: workerDialer(cfg.UpstreamDialTimeout),
+			Path: cfg.WorkerMetricsPath, Timeout: cfg.WorkerMetricsTimeout, MaxBytes: int64(cfg.WorkerMetricsMaxBytes),
+			UserAgent: "obsproxy/" + version + " metrics", Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.gatherer, metricsSource = a.workerMetrics, a.workerMetrics
+	}
 	if cfg.PushURL != "" {
 		a.pusher, err = newPusher(pushConfig{URL: cfg.PushURL, Interval: cfg.PushInterval, Labels: cfg.PushLabels,
-			Gatherer: a.registry, Registerer: a.registry, Logger: logger})
+			Gatherer: a.gatherer, Registerer: a.registry, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 	}
+	if cfg.supervised() {
+		if err := a.newSupervisor(cfg); err != nil {
+			return nil, err
+		}
+	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	if a.tls, err = newClientTLS(cfg, a.registry, logger); err != nil {
+		return nil, err
+	}
 	a.public = &http.Server{
-		Handler:           a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy),
+		Handler:           a.tracker.CountRequests(workermetrics.HidePath(cfg.WorkerMetricsPath, a.gate.Handler(cfg.HealthPath, cfg.LivenessPath, a.proxy))),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ConnState:         a.tracker.ConnState,
-		ErrorLog:          errorLog,
+		ErrorLog:          serverErrorLog(logger),
+		Protocols:         protocols(cfg, a.tls != nil),
 		// OPTIONS * goes to a worker like every other request (spec
 		// section 3), not answered by net/http itself.
 		DisableGeneralOptionsHandler: true,
 	}
+	if a.tls != nil {
+		a.public.TLSConfig = a.tls.config
+	}
 	if cfg.AdminAddr != "" {
 		a.adminPlane, err = admin.New(admin.Config{
-			Gatherer: a.registry,
+			Gatherer: a.gatherer,
 			Sources: &admin.Sources{
-				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Started: a.started, Version: version,
+				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Queue: a.queue, Started: a.started, Version: version,
+				WorkerMetrics: metricsSource, TLS: a.tls.source(), Processes: a.processFigures(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,
@@ -164,6 +217,19 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 	}
 	return a, nil
+}
+
+// workerDialer dials a worker's current network and address within
+// timeout (OBSPROXY_UPSTREAM_DIAL_TIMEOUT), for the workers' metrics
+// fetches; the only place outside the proxy that reads them.
+func workerDialer(timeout time.Duration) workermetrics.Dialer {
+	d := &net.Dialer{Timeout: timeout}
+	return func(ctx context.Context, w *lifecycle.Worker) (net.Conn, error) {
+		// The worker's current endpoint: in supervisor mode it changes with
+		// every process (lifecycle.Endpoint).
+		c, _, err := w.DialContext(ctx, d)
+		return c, err
+	}
 }
 
 // logEvent logs a lifecycle event: starts and ups at info, the rest at warn.
@@ -191,6 +257,9 @@ func serve(cfg Config, stderr io.Writer) int {
 		logger.Error("starting", "err", err)
 		return exitFailure
 	}
+	// Every way out stops the workers (a no-op after the shutdown did), so
+	// that a failure to listen leaves no socket directory behind.
+	defer a.stopWorkers()
 	// Signals are caught before listening, so that a SIGTERM right after
 	// start still shuts down cleanly.
 	sigs := make(chan os.Signal, 2)
@@ -205,7 +274,7 @@ func serve(cfg Config, stderr io.Writer) int {
 	if cfg.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	}
-	ln = a.tracker.Listen(ln)
+	ln = a.tls.listen(a.tracker.Listen(ln))
 	var adminLn net.Listener
 	if a.admin != nil {
 		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
@@ -229,10 +298,21 @@ func serve(cfg Config, stderr io.Writer) int {
 			a.adminPlane.Run(probeCtx)
 		}
 	}()
+	// Certificate file polling runs and stops with the probes too.
+	tlsDone := make(chan struct{})
+	go func() {
+		defer close(tlsDone)
+		a.tls.run(probeCtx)
+	}()
 	defer func() {
 		stopProbes()
 		<-probesDone
 		<-samplerDone
+		if a.tls == nil || a.tls.acme == nil {
+			// An ACME order at start is bounded by autocert's own timeout
+			// and cannot be cancelled; nothing waits for it at exit.
+			<-tlsDone
+		}
 	}()
 
 	errc := make(chan error, 2)
@@ -243,15 +323,23 @@ func serve(cfg Config, stderr io.Writer) int {
 	for _, v := range cfg.UnknownVars {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
 	}
-	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(),
-		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String())
+	for _, v := range cfg.unenforcedRecycling() {
+		logger.Warn("setting accepted but not enforced by this release: no process is recycled or killed for it", "variable", v)
+	}
+	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(), "tls", a.tls != nil, "h2c", cfg.H2C,
+		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String(),
+		"supervisor", a.supervisor != nil)
 	a.pusher.Start()
+	if a.supervisor != nil {
+		a.supervisor.Start()
+	}
 
 	select {
 	case err := <-errc:
 		logger.Error("serving", "err", err)
 		a.closeAll()
 		a.pusher.Stop()
+		a.stopWorkers()
 		return exitFailure
 	case sig := <-sigs:
 		// Readiness off first, at once (spec section 7).
@@ -308,6 +396,10 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		}
 		// The last push, after the streams are closed (spec section 7).
 		a.pusher.Final()
+		a.workerMetrics.Close()
+		// Then the workers: SIGTERM, SIGKILL after the stop timeout,
+		// every process reaped (spec section 8).
+		a.stopWorkers()
 		done <- code
 	}()
 	select {
@@ -316,6 +408,9 @@ func (a *app) shutdown(cfg Config, sigs <-chan os.Signal) int {
 		return code
 	case sig := <-sigs:
 		a.logger.Error("second signal: exiting at once", "signal", sig.String())
+		if a.supervisor != nil {
+			a.supervisor.Kill()
+		}
 		return exitFailure
 	}
 }
@@ -340,8 +435,8 @@ func healthcheck(cfg Config, stdout, stderr io.Writer) int {
 	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + cfg.HealthPath)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: healthcheckTransport(cfg)}
+	resp, err := client.Get(healthcheckScheme(cfg) + "://" + net.JoinHostPort(host, port) + cfg.HealthPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "obsproxy healthcheck: %v\n", err)
 		return exitFailure

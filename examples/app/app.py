@@ -2,13 +2,20 @@
 
 Deterministic, no dependencies beyond FastAPI/Starlette and an ASGI server (the pinned
 requirements.txt beside it, installed into the project venv .venv by scripts/deps.sh).
-Every JSON answer names the process: "worker" is $WORKER_NAME (default "pid-<pid>").
+Every JSON answer names the process: "worker" is $WORKER_NAME, else $OBSPROXY_WORKER_NAME (set by
+obsproxy in supervisor mode: w1, w2, ...), else "pid-<pid>".
 
 Endpoints
   GET  /                        {"worker", "pid", "method", "path"}
   ANY  /anything/{path}         the same, echoing the path (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)
   GET  /slow?seconds=1.5        asyncio.sleep (cap 60 s), then JSON; the event loop stays free
   GET  /block?seconds=2         time.sleep inside async def (cap 60 s): the whole worker stops answering
+  GET  /burn?ms=5               burns that much CPU on the event loop (busy loop, cap 1000 ms), then JSON:
+                                a CPU-bound endpoint whose latency climbs with concurrency (benchmarks)
+  GET  /concurrency             {"current", "max", "total", "worker"}: requests of /slow and /burn in progress
+                                in this process now, the most seen at once since start or the last reset, and
+                                how many began since start; ?reset=true sets max to current. Counted in the
+                                process, deterministic
   GET  /api/v1/health           structured health: 200 healthy|degraded, 503 unhealthy (database down)
   GET  /health                  the same (obsproxy's default OBSPROXY_UPSTREAM_HEALTH_PATH)
   POST /control/checks/{name}?ok=false|true
@@ -36,8 +43,24 @@ Endpoints
   GET  /slowlength?bytes=5&interval=0.4
                                 a text/plain body of `bytes` "x" with its Content-Length, one byte
                                 every `interval` seconds (bytes cap 1000, interval cap 60 s)
+  GET  /metrics                 this process' own Prometheus metrics (prometheus_client's ordinary
+                                single-process registry, text format, gzip when asked): see Metrics
+
+Metrics (prometheus_client, default single-process mode: no PROMETHEUS_MULTIPROC_DIR; obsproxy
+fetches every worker's /metrics and adds the worker label, OBSPROXY_WORKER_METRICS_PATH=/metrics)
+  app_requests_total{route,method,code}       finished HTTP requests; route is the route template
+                                              (/anything/{path}), "unmatched" for a 404 without one
+  app_request_duration_seconds{route}         histogram, receipt to the end of the response
+  app_requests_in_progress                    gauge, requests being handled now
+  process_*, python_gc_*, python_info         prometheus_client's default collectors, per process
+  /health, /api/v1/health and /metrics are not counted: obsproxy's probes and scrapes are not traffic,
+  so sum by (worker) (rate(app_requests_total[1m])) matches obsproxy_requests_total's rate.
+  GET  /alloc?mib=100           allocate and keep that many MiB (written, so resident; cap 1024 per
+                                call): {"worker", "pid", "held_mib"}, for the process-memory figures
 
 Start it (from the repository root, after scripts/deps.sh has built .venv)
+  bin/obsproxy --workers 3 -- .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds {socket}
+      obsproxy starts and supervises the workers (what `make run` does); by hand, one per address:
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --host 127.0.0.1 --port 8001
   .venv/bin/python -m uvicorn app:app --app-dir examples/app --uds /tmp/obsproxy-app.sock
   .venv/bin/hypercorn --bind 127.0.0.1:8002 examples/app/app.py:app
@@ -59,6 +82,8 @@ import time
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 VERSION = "1.0.0"
 MAX_SECONDS = 60.0
@@ -77,6 +102,29 @@ CHECKS = {  # simulated dependency state of this process, flipped by /control/ch
 }
 START = time.monotonic()
 UPLOADS = 0
+MAX_BURN_MS = 1000.0
+
+
+class _Concurrency:
+    """Counts the /slow and /burn requests in progress in this process and the most seen at once.
+
+    One event loop per process, so plain integers are safe: no await between read and write."""
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.max = 0
+        self.total = 0
+
+    def __enter__(self) -> None:
+        self.total += 1
+        self.current += 1
+        self.max = max(self.max, self.current)
+
+    def __exit__(self, *exc) -> None:
+        self.current -= 1
+
+
+CONCURRENCY = _Concurrency()
 
 @contextlib.asynccontextmanager
 async def _lifespan(_app: FastAPI):
@@ -88,8 +136,52 @@ async def _lifespan(_app: FastAPI):
 app = FastAPI(title="obsproxy demo app", version=VERSION, lifespan=_lifespan)
 
 
+# --- the app's own metrics ----------------------------------------------------------------------
+
+REQUESTS = Counter("app_requests", "Finished HTTP requests by route template, method and status code.",
+                   ["route", "method", "code"])
+DURATION = Histogram("app_request_duration_seconds", "Seconds from receipt to the end of the response, by route.",
+                     ["route"])
+IN_PROGRESS = Gauge("app_requests_in_progress", "HTTP requests being handled now.")
+UNCOUNTED = frozenset({"/metrics", "/health", "/api/v1/health"})  # obsproxy's scrapes and probes are not traffic
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (streams and WebSockets pass untouched) counting HTTP requests."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in UNCOUNTED:
+            await self.inner(scope, receive, send)
+            return
+        code = 500
+        began = time.perf_counter()
+
+        async def send_status(message):
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        IN_PROGRESS.inc()
+        try:
+            await self.inner(scope, receive, send_status)
+        finally:
+            IN_PROGRESS.dec()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUESTS.labels(route, scope["method"], str(code)).inc()
+            DURATION.labels(route).observe(time.perf_counter() - began)
+
+
+app.add_middleware(MetricsMiddleware)
+
+
 def worker() -> str:
-    return os.environ.get("WORKER_NAME") or f"pid-{os.getpid()}"
+    # WORKER_NAME when set by hand; OBSPROXY_WORKER_NAME when obsproxy started this process
+    # (supervisor mode, spec section 8); else the pid.
+    return os.environ.get("WORKER_NAME") or os.environ.get("OBSPROXY_WORKER_NAME") or f"pid-{os.getpid()}"
 
 
 def _clamp(value: float, cap: float) -> float:
@@ -113,8 +205,27 @@ async def anything(request: Request, path: str):
 @app.get("/slow")
 async def slow(request: Request, seconds: float = 1.0):
     seconds = _clamp(seconds, MAX_SECONDS)
-    await asyncio.sleep(seconds)
+    with CONCURRENCY:
+        await asyncio.sleep(seconds)
     return {**_ident(request), "slept": seconds}
+
+
+@app.get("/burn")
+async def burn(request: Request, ms: float = 5.0):
+    ms = _clamp(ms, MAX_BURN_MS)
+    with CONCURRENCY:
+        deadline = time.perf_counter() + ms / 1000
+        n = 0
+        while time.perf_counter() < deadline:  # deliberately CPU-bound on the event loop
+            n += 1
+    return {**_ident(request), "burned_ms": ms}
+
+
+@app.get("/concurrency")
+async def concurrency(reset: bool = False):
+    if reset:
+        CONCURRENCY.max = CONCURRENCY.current
+    return {"current": CONCURRENCY.current, "max": CONCURRENCY.max, "total": CONCURRENCY.total, "worker": worker()}
 
 
 @app.get("/block")
@@ -228,6 +339,16 @@ async def headers(request: Request):
     return received
 
 
+@app.get("/metrics", include_in_schema=False)
+async def metrics(request: Request):
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = encoder(REGISTRY)
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    return Response(body, headers=headers)
+
+
 @app.get("/status/{code}")
 async def status(code: int):
     if not 100 <= code <= 599:
@@ -308,3 +429,14 @@ async def slowlength(bytes: int = 5, interval: float = 0.4):
             yield b"x"
 
     return StreamingResponse(body(), media_type="text/plain", headers={"Content-Length": str(count)})
+HELD = []  # memory kept by /alloc for the life of the process
+MAX_ALLOC_MIB = 1024
+
+
+@app.get("/alloc")
+async def alloc(mib: int = 100):
+    if not 0 <= mib <= MAX_ALLOC_MIB:
+        raise HTTPException(400, f"mib must be within 0-{MAX_ALLOC_MIB}")
+    HELD.append(bytearray(b"\x01") * (mib << 20))  # written, so every page is resident
+    held = sum(len(b) for b in HELD) >> 20
+    return {"worker": worker(), "pid": os.getpid(), "held_mib": held}

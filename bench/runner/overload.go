@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The overload phase (PHASES=overload, issue 16): three real uvicorn
+// workers of examples/app's GET /burn?ms=5 (about 5 ms of CPU each), and an
+// open-loop load (benchclient open: constant arrivals) at OVERLOAD_FACTOR
+// (2) times their measured capacity for OVERLOAD_DURATION (30s), through
+// obsproxy without a cap, obsproxy with a cap and its queue, HAProxy with
+// the same per-server maxconn and timeout queue, and nginx (no queue in
+// nginx OSS). Settings: OVERLOAD_DURATION (30s), OVERLOAD_FACTOR (2),
+// OVERLOAD_RATE (unset: measured), OVERLOAD_CAP (2), OVERLOAD_QUEUE_TIMEOUT
+// (1s), OVERLOAD_BURN_MS (5).
+
+// openResult is one benchclient open run.
+type openResult struct {
+	sent, ok, s503, other, errors, dropped int64
+	goodput, share503                      float64
+	p50, p90, p99, max                     float64 // µs, of the 2xx answers
+}
+
+func (b *bench) open(url string, rate float64, d time.Duration) (openResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+120*time.Second)
+	defer cancel()
+	cmd := b.loadCommand(ctx, b.s.benchclient, "open", "-url", url, "-rate", strconv.FormatFloat(rate, 'f', 1, 64),
+		"-duration", d.String(), "-timeout", "30s")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := runAux(cmd); err != nil {
+		return openResult{}, fmt.Errorf("benchclient open %s: %v\n%s", url, err, buf.Bytes())
+	}
+	kv := map[string]float64{}
+	for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(buf.String()), "open ")) {
+		k, v, _ := strings.Cut(f, "=")
+		kv[k], _ = strconv.ParseFloat(v, 64)
+	}
+	return openResult{
+		sent: int64(kv["sent"]), ok: int64(kv["ok"]), s503: int64(kv["s503"]), other: int64(kv["other"]),
+		errors: int64(kv["errors"]), dropped: int64(kv["dropped"]), goodput: kv["goodput"], share503: kv["share503"],
+		p50: kv["p50_us"], p90: kv["p90_us"], p99: kv["p99_us"], max: kv["max_us"],
+	}, nil
+}
+
+// startHAProxyQueued is startHAProxy for the overload phase: leastconn,
+// the same checks as obsproxy's probes, at most maxconn requests per server
+// and a queue bounded by timeout queue (HAProxy's own admission control).
+func (b *bench) startHAProxyQueued(name string, port int, upstreams []string, maxconn int, queueTimeout time.Duration) (*proc, error) {
+	dir := filepath.Join(b.s.tmp, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	global := min(10000, (int(min(b.s.nofile, 65536))-200)/2)
+	var servers strings.Builder
+	for i, u := range upstreams {
+		fmt.Fprintf(&servers, "  server w%d %s maxconn %d check inter 2s fall 1 rise 1\n", i+1, u, maxconn)
+	}
+	conf := fmt.Sprintf(`# written by bench/runner (overload phase)
+global
+  nbthread 1
+  maxconn %[1]d
+  pidfile %[2]s/haproxy.pid
+defaults
+  mode http
+  maxconn %[1]d
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+  timeout check 1s
+  timeout queue %[5]dms
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:%[3]d
+  default_backend workers
+backend workers
+  balance leastconn
+  option httpchk
+  http-check send meth GET uri /health
+%[4]s`, global, dir, port, servers.String(), queueTimeout.Milliseconds())
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return start(b.s.tmp, name, b.s.serverCPU, nil, "haproxy", "-db", "-f", path)
+}
+
+// idleWorkers waits until no worker has a /burn request in progress (the
+// previous target's backlog is served: uvicorn goes on with requests whose
+// clients gave up), up to three minutes.
+func idleWorkers(addrs []string) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, a := range addrs {
+			res, err := probeClient.Get("http://" + a + "/concurrency")
+			if err != nil {
+				busy = true
+				continue
+			}
+			var c struct{ Current int }
+			json.NewDecoder(res.Body).Decode(&c)
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if c.Current > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (b *bench) overloadPhase() error {
+	duration := envDuration("OVERLOAD_DURATION", 30*time.Second)
+	factor := 2.0
+	if v, err := strconv.ParseFloat(os.Getenv("OVERLOAD_FACTOR"), 64); err == nil && v > 0 {
+		factor = v
+	}
+	capN := envInt("OVERLOAD_CAP", 2)
+	queueTimeout := envDuration("OVERLOAD_QUEUE_TIMEOUT", time.Second)
+	burn := envInt("OVERLOAD_BURN_MS", 5)
+	path := fmt.Sprintf("/burn?ms=%d", burn)
+
+	var workers []string
+	for i := 1; i <= 3; i++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		name := fmt.Sprintf("overload-w%d", i)
+		p, err := start(b.s.tmp, name, b.s.serverCPU, []string{"WORKER_NAME=" + name}, b.s.python, "-m", "uvicorn", "app:app",
+			"--app-dir", filepath.Join(b.s.repo, "examples/app"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--log-level", "warning", "--no-access-log", "--backlog", "4096")
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		if err := waitOK(p, "http://"+addr+"/health"); err != nil {
+			return err
+		}
+		workers = append(workers, addr)
+	}
+	var ups []string
+	for i, w := range workers {
+		ups = append(ups, fmt.Sprintf("w%d=http://%s", i+1, w))
+	}
+	capEnv := []string{"OBSPROXY_WORKER_MAX_IN_FLIGHT=" + strconv.Itoa(capN), "OBSPROXY_QUEUE_SIZE=1024",
+		"OBSPROXY_QUEUE_TIMEOUT=" + queueTimeout.String()}
+	type peer struct {
+		name, label string
+		startFn     func(port int) (*proc, error)
+	}
+	// The targets without a limit run last: they leave a backlog in the
+	// workers' event loops (requests whose clients timed out) that takes
+	// a while to drain.
+	peers := []peer{
+		{"obsproxy-cap", fmt.Sprintf("obsproxy, cap %d + queue (timeout %s)", capN, queueTimeout), func(port int) (*proc, error) {
+			return b.startObsproxy("overload-obsproxy-cap", port, strings.Join(ups, ","), "least_inflight", capEnv...)
+		}},
+		{"haproxy", fmt.Sprintf("HAProxy, maxconn %d + timeout queue %s", capN, queueTimeout), func(port int) (*proc, error) {
+			return b.startHAProxyQueued("overload-haproxy", port, workers, capN, queueTimeout)
+		}},
+		{"obsproxy-nocap", "obsproxy, no cap", func(port int) (*proc, error) {
+			return b.startObsproxy("overload-obsproxy-nocap", port, strings.Join(ups, ","), "least_inflight")
+		}},
+		{"nginx", "nginx round-robin (no queue)", func(port int) (*proc, error) {
+			return b.startNginx("overload-nginx", port, workers)
+		}},
+	}
+
+	rate := 0.0
+	if v, err := strconv.ParseFloat(os.Getenv("OVERLOAD_RATE"), 64); err == nil && v > 0 {
+		rate = v
+	}
+	type row struct {
+		label string
+		r     openResult
+		err   error
+		note  string
+	}
+	var rows []row
+	capacity := 0.0
+	for _, pe := range peers {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		p, err := pe.startFn(port)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		if err == nil {
+			err = waitOK(p, base+"/health")
+		}
+		if err != nil {
+			b.logf("overload: leaving out %s: %v", pe.name, err)
+			rows = append(rows, row{label: pe.label, err: err})
+			if p != nil {
+				p.stop()
+			}
+			continue
+		}
+		time.Sleep(3 * time.Second) // every worker probed up (obsproxy, HAProxy)
+		if rate == 0 {
+			// Capacity: a closed loop keeping every worker busy (two
+			// requests each) through the first target (obsproxy with its
+			// cap: the same six in flight), for 10 s.
+			saved := b.s.stuckConns
+			savedD := b.s.stuckDuration
+			b.s.stuckConns, b.s.stuckDuration = 6, 10*time.Second
+			r, err := b.load(base + path)
+			b.s.stuckConns, b.s.stuckDuration = saved, savedD
+			if err != nil {
+				p.stop()
+				return fmt.Errorf("measuring capacity: %w", err)
+			}
+			capacity = r.rps
+			rate = factor * capacity
+			b.logf("overload: capacity %.0f req/s (closed loop, c=6, p50 %.1f ms); offering %.0f req/s", capacity, r.p50/1000, rate)
+			idleWorkers(workers)
+		}
+		la := loadavg()
+		b.loads = append(b.loads, la)
+		r, err := b.open(base+path, rate, duration)
+		note := ""
+		if err == nil && pe.name == "obsproxy-cap" {
+			note = b.queueCounts(p)
+		}
+		p.stop()
+		idleWorkers(workers)
+		if err != nil {
+			b.logf("overload %s: %v", pe.name, err)
+			rows = append(rows, row{label: pe.label, err: err})
+			continue
+		}
+		b.logf("overload %-40s goodput %6.1f/s p50 %8.1f ms p99 %8.1f ms 503 %5.1f%% errors %d (load %s) %s",
+			pe.label, r.goodput, r.p50/1000, r.p99/1000, 100*r.share503, r.errors, la, note)
+		rows = append(rows, row{label: pe.label, r: r, note: note})
+	}
+
+	b.printf("\n### Overload: 3 uvicorn workers of GET %s (about %d ms of CPU each), open-loop arrivals at %.0f req/s (%.1f× the measured capacity of %.0f req/s) for %s\n\n",
+		path, burn, rate, factor, capacity, duration)
+	b.printf("benchclient open: constant arrival rate, latency from each request's scheduled start, 30 s client timeout. Goodput is 2xx per second from the first arrival to the last answer. One run; ratios are within it.\n\n")
+	var ref, capRow *row
+	for i := range rows {
+		switch {
+		case strings.HasPrefix(rows[i].label, "HAProxy"):
+			ref = &rows[i]
+		case strings.HasPrefix(rows[i].label, "obsproxy, cap"):
+			capRow = &rows[i]
+		}
+	}
+	tw := tabwriter.NewWriter(&b.out, 0, 0, 2, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| proxy\t goodput 2xx/s\t p50 ms (2xx)\t p99 ms (2xx)\t 503 share\t errors (timeouts)\t goodput ÷ HAProxy\t p99 ÷ obsproxy capped\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, r := range rows {
+		if r.err != nil {
+			fmt.Fprintf(tw, "| %s\t %s\t\t\t\t\t\t\t\n", r.label, firstLine(r.err.Error()))
+			continue
+		}
+		g, p := "–", "–"
+		if ref != nil && ref.err == nil && ref.r.goodput > 0 {
+			g = fmt.Sprintf("%.2f×", r.r.goodput/ref.r.goodput)
+		}
+		if capRow != nil && capRow.err == nil && capRow.r.p99 > 0 {
+			p = fmt.Sprintf("%.1f×", r.r.p99/capRow.r.p99)
+		}
+		fmt.Fprintf(tw, "| %s\t %.1f\t %.1f\t %.1f\t %.1f%%\t %d\t %s\t %s\t\n", r.label, r.r.goodput, r.r.p50/1000, r.r.p99/1000,
+			100*r.r.share503, r.r.errors, g, p)
+	}
+	tw.Flush()
+	fixTable(&b.out)
+	if capRow != nil && capRow.note != "" {
+		b.printf("\nobsproxy capped, its own count: %s\n", capRow.note)
+	}
+	return nil
+}
+
+// queueCounts reads obsproxy's admission metrics from its admin listener.
+func (b *bench) queueCounts(p *proc) string {
+	addr := ""
+	for _, e := range p.cmd.Env {
+		if v, ok := strings.CutPrefix(e, "OBSPROXY_ADMIN_ADDR="); ok {
+			addr = v
+		}
+	}
+	if addr == "" {
+		return ""
+	}
+	res, err := probeClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "obsproxy_queue_rejected_total") || strings.HasPrefix(line, "obsproxy_queue_wait_seconds_count") ||
+			strings.HasPrefix(line, "obsproxy_queue_wait_seconds_sum") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, ", ")
+}

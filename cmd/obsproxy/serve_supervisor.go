@@ -1,0 +1,74 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/obsproxy/obsproxy/admin"
+	"github.com/obsproxy/obsproxy/supervisor"
+)
+
+// newSupervisor wires supervisor mode (spec section 8): the supervisor runs
+// the pool's workers w1..wN, kicks the prober while a process starts, and
+// its metrics join the registry. It is built last in newApp, so that no
+// earlier failure leaves its socket directory behind.
+func (a *app) newSupervisor(cfg Config) error {
+	transport, err := supervisor.ParseTransport(cfg.WorkerTransport)
+	if err != nil {
+		return err
+	}
+	a.supervisor, err = supervisor.New(supervisor.Config{
+		Pool: a.pool, Command: cfg.WorkerArgv, Env: cfg.WorkerEnv, Transport: transport,
+		SocketDir: cfg.WorkerSocketDir, StartTimeout: cfg.WorkerStartTimeout, StopTimeout: cfg.WorkerStopTimeout,
+		BackoffMax: cfg.WorkerBackoffMax, SampleInterval: cfg.SampleInterval,
+		Kick: a.prober.Kick, Logger: a.logger, Reaper: reaperCommand(a.logger),
+	})
+	if err != nil {
+		return err
+	}
+	a.registry.MustRegister(a.supervisor)
+	return nil
+}
+
+// stopWorkers stops every worker process and waits until all are reaped;
+// nothing in static mode.
+func (a *app) stopWorkers() {
+	if a.supervisor != nil {
+		a.supervisor.Stop()
+	}
+}
+
+// processFigures is the admin plane's view of the supervisor (admin only
+// reads); nil in static mode.
+func (a *app) processFigures() func() []admin.ProcessFigures {
+	if a.supervisor == nil {
+		return nil
+	}
+	sup := a.supervisor
+	return func() []admin.ProcessFigures {
+		figs := sup.Snapshot()
+		out := make([]admin.ProcessFigures, len(figs))
+		for i, f := range figs {
+			out[i] = admin.ProcessFigures{
+				PID: f.PID, HasFigures: f.HasProc, RSSBytes: f.RSSBytes, CPUSeconds: f.CPUSeconds, CPUPercent: f.CPUPercent,
+				Exits: f.Exits, LastExitReason: f.LastExitReason, Backoff: f.Backoff,
+			}
+		}
+		return out
+	}
+}
+
+// reaperCommand is this binary run as the supervisor's reaper; nil (no
+// reaper) when the binary cannot be found.
+func reaperCommand(logger *slog.Logger) []string {
+	exe, err := os.Executable()
+	if err == nil && strings.HasSuffix(exe, ".test") {
+		return nil // a go test binary would run its tests, not the reaper
+	}
+	if err != nil {
+		logger.Warn("no reaper: a worker's children may outlive an obsproxy killed with SIGKILL", "err", err)
+		return nil
+	}
+	return []string{exe, supervisor.ReaperArg}
+}

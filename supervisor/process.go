@@ -1,0 +1,130 @@
+package supervisor
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/obsproxy/obsproxy/lifecycle"
+)
+
+// Exit reasons: the `reason` label values of obsproxy_worker_exits_total
+// that this package gives (spec section 8; the others are issue 14's).
+const (
+	reasonCrash        = "crash"
+	reasonExited       = "exited"
+	reasonStartTimeout = "start_timeout"
+	reasonShutdown     = "shutdown"
+)
+
+// exitReasons are every value of the reason label, in the spec's order;
+// each worker exports all of them, zero until they happen.
+var exitReasons = []string{"crash", "exited", "start_timeout", "stuck", "max_requests", "max_rss", "max_lifetime", "reload", "shutdown"}
+
+const (
+	sigTerm = syscall.SIGTERM
+	sigKill = syscall.SIGKILL
+)
+
+// process is one started process of a worker.
+type process struct {
+	pid     int
+	ep      *lifecycle.Endpoint
+	socket  string // the socket file obsproxy named for it; "" for tcp
+	started time.Time
+	done    chan struct{} // closed once the process is reaped
+	state   *os.ProcessState
+
+	mu        sync.Mutex
+	asked     string // why obsproxy signalled it (start_timeout, shutdown); "" while it did not
+	sentKill  bool   // obsproxy sent SIGKILL
+	servingAt time.Time
+	reaped    bool
+}
+
+// signal sends sig to the process's group, recording why; the first reason
+// given sticks. Nothing is sent once the process is reaped (its pid, and
+// so its group id, may be another's by then).
+func (p *process) signal(sig syscall.Signal, why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return
+	}
+	if p.asked == "" {
+		p.asked = why
+	}
+	if sig == sigKill {
+		p.sentKill = true
+	}
+	_ = syscall.Kill(-p.pid, sig)
+}
+
+// startAndWait starts cmd from a goroutine locked to its OS thread and
+// waits for it there, so that Pdeathsig (sysProcAttr) fires only when
+// obsproxy itself dies, never when the Go runtime retires the thread that
+// happened to fork the child (golang/go#27505). It returns once the process
+// started (or failed to); done is closed once it is reaped, with state set.
+func startAndWait(cmd *exec.Cmd, p *process) error {
+	started := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, after the
+		// process is reaped.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		p.pid = cmd.Process.Pid
+		started <- nil
+		st, _ := cmd.Process.Wait() // nil only if wait4 failed, which it cannot for a child of ours
+		p.mu.Lock()
+		p.state, p.reaped = st, true
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return <-started
+}
+
+// killGroup sends SIGKILL to what is left of a reaped process's group (a
+// granian child whose parent died): the group id stays reserved while any
+// member lives, so it cannot name another's group.
+func killGroup(pgid int) { _ = syscall.Kill(-pgid, sigKill) }
+
+// exitOf says how a reaped process ended: the lifecycle event's reason
+// ("exit code 1", "killed by SIGKILL"), the exits_total label, and whether
+// it was a SIGKILL obsproxy did not send (likely the kernel's OOM killer).
+func exitOf(st *os.ProcessState, asked string, sentKill bool) (event, label string, foreignKill bool) {
+	if st == nil {
+		if asked != "" {
+			return "wait failed", asked, false
+		}
+		return "wait failed", reasonCrash, false
+	}
+	ws, _ := st.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		name := unix.SignalName(ws.Signal())
+		if name == "" {
+			name = ws.Signal().String()
+		}
+		event = "killed by " + name
+		foreignKill = ws.Signal() == sigKill && !sentKill
+	default:
+		event = "exit code " + itoa(ws.ExitStatus())
+	}
+	switch {
+	case asked != "":
+		label = asked
+	case ws.Exited() && ws.ExitStatus() == 0:
+		label = reasonExited
+	default:
+		label = reasonCrash
+	}
+	return event, label, foreignKill
+}
