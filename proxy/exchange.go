@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -23,6 +26,8 @@ type exchange struct {
 	in *http.Request
 
 	ws        *workerStats
+	flush     *pendingFlush     // kept across reuse; armed while written bytes wait for more
+	body      *clientBody       // the client's request body, nil when it has none
 	slot      *lifecycle.Worker // holds an admission slot on this worker
 	requestID []string
 	tried     []uint64
@@ -30,8 +35,11 @@ type exchange struct {
 	sentAt    time.Time // when it was sent to its current worker
 	code      int
 	written   int64
+	length    int64 // the response's Content-Length, -1 when unknown
 	stream    int
 
+	flushArmed  bool // flush has a flush pending
+	flushable   bool // a response with a Content-Length that ReverseProxy does not flush itself
 	upgrade     bool // the request asks for a protocol switch
 	inFlight    bool // on ws's in-flight list
 	wroteHeader bool
@@ -45,11 +53,31 @@ func (e *exchange) start(w http.ResponseWriter, r *http.Request) {
 	e.rw, e.in, e.received = w, r, time.Now()
 }
 
-// reset clears e for reuse, keeping the tried bit set's storage.
+// reset clears e for reuse, keeping the tried bit set's storage and the
+// pending flush.
 func (e *exchange) reset() {
+	e.disarmFlush()
 	clear(e.tried)
-	tried, h := e.tried, e.h
-	*e = exchange{h: h, tried: tried}
+	tried, h, flush := e.tried, e.h, e.flush
+	*e = exchange{h: h, tried: tried, flush: flush}
+}
+
+// armFlush has what was written so far flushed in flushDelay unless more
+// is written first.
+func (e *exchange) armFlush() {
+	if e.flush == nil {
+		e.flush = new(pendingFlush)
+	}
+	e.flush.arm(e.rw)
+	e.flushArmed = true
+}
+
+// disarmFlush cancels a pending flush, if any.
+func (e *exchange) disarmFlush() {
+	if e.flushArmed {
+		e.flushArmed = false
+		e.flush.disarm()
+	}
 }
 
 // leaveFlight takes e off its worker's in-flight list, once, and gives
@@ -72,7 +100,9 @@ func (e *exchange) beginStream(kind int) {
 }
 
 // fail answers the client with a fixed JSON error body (spec section 4): the
-// message comes from a fixed vocabulary, and the request id is made of
+// message comes from a fixed vocabulary ("no healthy upstream", "bad
+// gateway", "gateway timeout", and "bad request" for a client's malformed
+// body, docs/servers.md), and the request id is made of
 // [A-Za-z0-9._-] only, so it needs no escaping.
 func (e *exchange) fail(code int, msg string) {
 	h := e.rw.Header()
@@ -99,9 +129,17 @@ func (e *exchange) Header() http.Header { return e.rw.Header() }
 // WriteHeader implements http.ResponseWriter. It records the status and
 // starts an SSE stream for a text/event-stream response.
 func (e *exchange) WriteHeader(code int) {
-	if code >= 100 && code < 200 {
-		// Informational responses (100 Continue, 103 Early Hints) pass
-		// through and do not end the exchange.
+	if code == http.StatusContinue {
+		// The worker's 100 Continue is not passed on: net/http's server
+		// sends its own when the transport first reads the client's body,
+		// which it does once the worker's 100 arrived (or
+		// ExpectContinueTimeout passed). Passing this one on too would
+		// race with that and could send the client two.
+		return
+	}
+	if code > 100 && code < 200 {
+		// Other informational responses (103 Early Hints) pass through
+		// and do not end the exchange.
 		e.rw.WriteHeader(code)
 		return
 	}
@@ -110,10 +148,34 @@ func (e *exchange) WriteHeader(code int) {
 	}
 	e.code, e.wroteHeader = code, true
 	h := e.rw.Header()
-	if ct := h[hdrContentType]; len(ct) > 0 && isEventStream(ct[0]) && e.ws != nil && e.inFlight {
-		e.beginStream(streamSSE)
+	e.length = -1
+	if cl := h[hdrContentLength]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			e.length = n
+		}
+	}
+	ct, hasCT := h[hdrContentType]
+	eventStream := false
+	if !hasCT {
+		// The worker sent no Content-Type: a nil entry keeps net/http's
+		// server from sniffing one (it sniffs only when the key is absent)
+		// and writes nothing.
+		h[hdrContentType] = nil
+	} else if len(ct) > 0 && isEventStream(ct[0]) {
+		eventStream = true
+		if e.ws != nil && e.inFlight {
+			e.beginStream(streamSSE)
+		}
 	}
 	e.rw.WriteHeader(code)
+	// An event stream or a response with a trailer is flushed by
+	// ReverseProxy itself, from its own timer goroutine for the former:
+	// flushing here too would flush from two goroutines.
+	e.flushable = e.length > 0 && e.in.Method != http.MethodHead && !eventStream && len(h["Trailer"]) == 0
+	if e.flushable {
+		// The head waits flushDelay for the body's first piece.
+		e.armFlush()
+	}
 }
 
 // isEventStream reports whether a Content-Type is text/event-stream (the SSE
@@ -130,16 +192,50 @@ func isEventStream(ct string) bool {
 	return err == nil && base == es
 }
 
-// Write implements http.ResponseWriter and notes a failed write to the
-// client, which makes the request a 499.
+// Write implements http.ResponseWriter: it sends p to the client at once
+// (spec section 4: bodies stream without buffering, so a slow body with a
+// Content-Length reaches the client as the worker sends it, headers first)
+// and notes a failed write to the client, which makes the request a 499.
+//
+// httputil.ReverseProxy flushes responses of unknown length (so event
+// streams and chunked bodies) after each write itself. For a body with a
+// Content-Length, WriteHeader and each Write that leaves some of the body
+// to come arm a flush in flushDelay (pendingFlush), which the next Write
+// cancels: a slow body goes out piece by piece, a fast one costs no write
+// to the client more than before, and a body read in one piece is sent
+// when the handler returns, after the request is accounted, as before.
+// docs/performance.md has the measured cost.
 func (e *exchange) Write(p []byte) (int, error) {
 	if !e.wroteHeader {
 		e.WriteHeader(http.StatusOK)
 	}
+	e.disarmFlush()
 	n, err := e.rw.Write(p)
 	e.written += int64(n)
 	if err != nil {
 		e.clientGone = true
+	} else if e.flushable && e.written < e.length {
+		e.armFlush()
+	}
+	return n, err
+}
+
+// clientBody is a client's request body on its way to a worker. It notes a
+// read that failed: the server reads the body from the client's connection,
+// so any error but io.EOF is the client's doing (malformed chunked framing,
+// RFC 9112 section 7.1; a body shorter than its Content-Length; a broken
+// connection), never the worker's. It is allocated per request that has a
+// body, not pooled with the exchange, because net/http.Transport may still
+// read it from its write loop after the handler has returned.
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
 	}
 	return n, err
 }

@@ -17,10 +17,12 @@ const (
 	hdrForwardedFor   = "X-Forwarded-For"
 	hdrForwardedHost  = "X-Forwarded-Host"
 	hdrForwardedProto = "X-Forwarded-Proto"
+	hdrForwarded      = "Forwarded"
 	hdrUpgrade        = "Upgrade"
 	hdrConnection     = "Connection"
 	hdrHTTP2Settings  = "Http2-Settings"
 	hdrContentType    = "Content-Type"
+	hdrContentLength  = "Content-Length"
 )
 
 // maxRequestIDLen is the longest client X-Request-ID kept (spec section 4).
@@ -113,11 +115,14 @@ func trusted(prefixes []netip.Prefix, remoteAddr string) bool {
 	return false
 }
 
-// setForwarded sets X-Forwarded-For, -Host and -Proto on the outbound request
-// (spec section 4). httputil.ReverseProxy has already removed the client's
-// copies from pr.Out; they are restored and extended only when the peer is a
-// trusted proxy (OBSPROXY_TRUSTED_PROXIES), else the peer address replaces
-// them.
+// setForwarded sets Forwarded (RFC 7239) and X-Forwarded-For, -Host and
+// -Proto on the outbound request (spec section 4). httputil.ReverseProxy has
+// already removed the client's copies of all four from pr.Out; they are
+// restored and extended only when the peer is a trusted proxy
+// (OBSPROXY_TRUSTED_PROXIES), else obsproxy's own values replace them:
+// X-Forwarded-For is the peer address, Forwarded is obsproxy's element alone
+// (forwardedElement). A trusted peer's Forwarded gets obsproxy's element
+// appended, as RFC 7239 section 4 has every proxy do.
 func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 	in, out := pr.In, pr.Out
 	peer, _, err := net.SplitHostPort(in.RemoteAddr)
@@ -140,16 +145,88 @@ func setForwarded(pr *httputil.ProxyRequest, trustedProxies []netip.Prefix) {
 		} else {
 			out.Header[hdrForwardedProto] = protoOf(in)
 		}
+		elem := forwardedElement(peer, in.Host, in.TLS != nil)
+		if prior := in.Header[hdrForwarded]; len(prior) > 0 {
+			elem = strings.Join(prior, ", ") + ", " + elem
+		}
+		out.Header[hdrForwarded] = []string{elem}
 		return
 	}
-	// One allocation for both values: each header gets a one-element,
-	// full-capacity slice of it, so an append elsewhere cannot reach the
-	// other's element.
-	vals := [2]string{peer, in.Host}
-	both := vals[:]
-	out.Header[hdrForwardedFor] = both[0:1:1]
-	out.Header[hdrForwardedHost] = both[1:2:2]
+	// One allocation for the three values: each header gets a
+	// one-element, full-capacity slice of it, so an append elsewhere
+	// cannot reach another's element.
+	vals := [3]string{peer, in.Host, forwardedElement(peer, in.Host, in.TLS != nil)}
+	all := vals[:]
+	out.Header[hdrForwardedFor] = all[0:1:1]
+	out.Header[hdrForwardedHost] = all[1:2:2]
+	out.Header[hdrForwarded] = all[2:3:3]
 	out.Header[hdrForwardedProto] = protoOf(in)
+}
+
+// forwardedElement returns obsproxy's forwarded-element (RFC 7239 section
+// 4) for a request from peer, an IP address without its port (or whatever
+// the server gave as the remote address when it has none), to host, the
+// request's Host: "for=<peer>;host=<host>;proto=http" (proto=https when the
+// request came over TLS, spec section 11). The port is left out,
+// as in X-Forwarded-For: it names a client's ephemeral port, which no worker
+// acts on. An IPv6 address is bracketed and quoted (section 6: for="[::1]");
+// any other value that is not a token (a host with a port, say) is a quoted
+// string (RFC 9110 section 5.6.4); an empty peer (a unix socket client) is
+// the "unknown" of section 6.3. It costs one allocation.
+func forwardedElement(peer, host string, tls bool) string {
+	var buf [128]byte
+	b := append(buf[:0], "for="...)
+	switch {
+	case peer == "":
+		b = append(b, "unknown"...)
+	case strings.IndexByte(peer, ':') >= 0:
+		b = append(b, `"[`...)
+		b = appendQuotedText(b, peer)
+		b = append(b, `]"`...)
+	default:
+		b = appendValue(b, peer)
+	}
+	b = append(b, ";host="...)
+	b = appendValue(b, host)
+	b = append(b, ";proto=http"...)
+	if tls {
+		b = append(b, 's')
+	}
+	return string(b)
+}
+
+// appendValue appends v as a token when it is one, else as a quoted string
+// (RFC 7239 section 4, RFC 9110 section 5.6.4).
+func appendValue(b []byte, v string) []byte {
+	if v != "" && isToken(v) {
+		return append(b, v...)
+	}
+	b = append(b, '"')
+	b = appendQuotedText(b, v)
+	return append(b, '"')
+}
+
+// appendQuotedText appends v for the inside of a quoted string, escaping
+// '"' and the backslash.
+func appendQuotedText(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else {
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// isToken reports whether v is made of tchar only (RFC 9110 section 5.6.2).
+func isToken(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if !httpguts.IsTokenRune(rune(v[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 // protoHTTP and protoHTTPS are shared by every request: header values are

@@ -31,8 +31,8 @@ import (
 type Config struct {
 	// Pool is the worker pool; required.
 	Pool *lifecycle.Pool
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept and
-	// extended (OBSPROXY_TRUSTED_PROXIES); nil trusts no one.
+	// TrustedProxies are the peers whose X-Forwarded-* and Forwarded headers
+	// are kept and extended (OBSPROXY_TRUSTED_PROXIES); nil trusts no one.
 	TrustedProxies []netip.Prefix
 	// DialTimeout bounds connecting to a worker (OBSPROXY_UPSTREAM_DIAL_TIMEOUT);
 	// zero means no bound beyond the operating system's.
@@ -161,6 +161,15 @@ func New(cfg Config) (*Handler, error) {
 				pr.Out.URL.Scheme = "http"
 				pr.Out.URL.Host = host
 				setForwarded(pr, h.trusted)
+				if pr.In.Trailer != nil {
+					// The request's announced trailer: ReverseProxy gives
+					// pr.Out a copy of the map, made before the body is
+					// read, so its values stay empty. The server fills the
+					// inbound map when the body ends, before the transport
+					// writes the trailer after the body, so sharing it
+					// forwards the values.
+					pr.Out.Trailer = pr.In.Trailer
+				}
 			},
 			Transport:      &streamTransport{rt: rt, streams: &h.streams},
 			BufferPool:     &h.buffers,
@@ -248,6 +257,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.requestID = []string{h.ids.next()}
 		r.Header[hdrRequestID] = e.requestID
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		e.body = &clientBody{ReadCloser: r.Body}
+		r.Body = e.body
+	}
 	stripH2CUpgrade(r.Header)
 	e.upgrade = isUpgrade(r.Header)
 	worker, out := h.pick(e)
@@ -287,9 +300,26 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 		return
 	}
 	if e.in.Context().Err() != nil {
-		// The client went away first: nginx's 499, not an upstream error.
+		// The client went away first (it closed or half-closed its
+		// connection, or broke off its body): nginx's 499, not an upstream
+		// error. Nothing has been written to the client; returning would
+		// let net/http send its default 200, so abort the response instead
+		// and the connection closes with nothing sent. finish counts the
+		// 499 and lets the panic go on to the server.
 		e.leaveFlight()
-		e.code = statusClientClosed
+		e.clientGone = true
+		panic(http.ErrAbortHandler)
+	}
+	if e.body != nil && e.body.failed.Load() {
+		// The client's body could not be read (malformed chunked framing,
+		// or a body that ended before its length): the client's fault, not
+		// the worker's. The connection that carried the partial body was
+		// closed by the transport, never pooled. Logged at debug only: any
+		// client can send these, and must not be able to flood the log.
+		e.leaveFlight()
+		h.logger.Debug("client sent a malformed request body", "worker", ws.name,
+			"request_id", e.requestID[0], "err", err)
+		e.fail(http.StatusBadRequest, "bad request")
 		return
 	}
 	reason := reasonOf(err)

@@ -62,7 +62,7 @@ type Config struct {
 	DiagAuthToken      string `env:"DIAG_AUTH_TOKEN" help:"bearer token admitted to /diag" accept:"a non-blank string of printable characters without surrounding spaces" group:"admin"`
 	DiagIPAllowlist    string `env:"DIAG_IP_ALLOWLIST" help:"comma-separated IPs and CIDRs admitted to /diag" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"admin"`
 	DiagTrustForwarded bool   `env:"DIAG_TRUST_FORWARDED_FOR" envDefault:"false" help:"use the left-most X-Forwarded-For as the /diag client IP" accept:"true or false" group:"admin"`
-	TrustedProxies     string `env:"TRUSTED_PROXIES" help:"CIDRs whose X-Forwarded-For is kept and extended; from anyone else it is replaced by the peer address" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"clients"`
+	TrustedProxies     string `env:"TRUSTED_PROXIES" help:"CIDRs whose X-Forwarded-For and Forwarded are kept and extended; from anyone else they are replaced by obsproxy's own" accept:"comma-separated IPs or CIDRs, e.g. 10.0.0.0/8,::1" group:"clients"`
 	MaxConnections     int    `env:"MAX_CONNECTIONS" envDefault:"0" help:"cap on open client connections (0: none)" accept:"an integer >= 0" group:"clients"`
 
 	ReadHeaderTimeout       time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" help:"time allowed to read a client's request headers" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"timeouts"`

@@ -184,6 +184,9 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		ConnState:         a.tracker.ConnState,
 		ErrorLog:          serverErrorLog(logger),
 		Protocols:         protocols(cfg, a.tls != nil),
+		// OPTIONS * goes to a worker like every other request (spec
+		// section 3), not answered by net/http itself.
+		DisableGeneralOptionsHandler: true,
 	}
 	if a.tls != nil {
 		a.public.TLSConfig = a.tls.config

@@ -30,6 +30,19 @@ Endpoints
   GET  /headers                 request headers (lowercase name -> value, repeats joined by ", ")
                                 plus "client": the peer host (null over a unix socket)
   GET  /status/{code}           empty body with that status (100-599, else 400)
+  GET|HEAD /range               a fixed 100-byte text/plain resource ("0123456789" x 10) that honours
+                                one "Range: bytes=a-b|a-|-n": 206 with Content-Range, 416 when
+                                unsatisfiable; Accept-Ranges: bytes and an ETag always
+  GET  /gzip                    a fixed JSON document gzip-compressed (gzip mtime 0, so the same bytes
+                                every time) with Content-Encoding: gzip, whatever Accept-Encoding says
+  GET  /cookies                 {"cookies": 2} with two Set-Cookie headers (a=1, b=2)
+  GET  /notype                  the body "<html><body>no type</body></html>" without a Content-Type
+  GET  /stream?chunks=3&length=false
+                                chunks lines "chunk n\n" streamed one by one; with length=true the
+                                Content-Length is announced (chunks cap 1000)
+  GET  /slowlength?bytes=5&interval=0.4
+                                a text/plain body of `bytes` "x" with its Content-Length, one byte
+                                every `interval` seconds (bytes cap 1000, interval cap 60 s)
   GET  /metrics                 this process' own Prometheus metrics (prometheus_client's ordinary
                                 single-process registry, text format, gzip when asked): see Metrics
 
@@ -64,6 +77,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
@@ -342,6 +356,79 @@ async def status(code: int):
     return Response(status_code=code)
 
 
+# --- fidelity fixtures (what a proxy must pass on unchanged) ------------------------------------
+
+RANGE_BODY = b"0123456789" * 10
+RANGE_ETAG = '"range-v1"'
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@app.api_route("/range", methods=["GET", "HEAD"])
+async def ranged(request: Request):
+    common = {"Accept-Ranges": "bytes", "ETag": RANGE_ETAG}
+    size = len(RANGE_BODY)
+    spec = request.headers.get("range")
+    match = _RANGE.match(spec.strip()) if spec else None
+    if spec is None or match is None or match.group(1) == match.group(2) == "":
+        return Response(RANGE_BODY, media_type="text/plain", headers=common)
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return Response(status_code=416, headers={**common, "Content-Range": f"bytes */{size}"})
+    return Response(RANGE_BODY[start:end + 1], status_code=206, media_type="text/plain",
+                    headers={**common, "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+GZIP_BODY = gzip.compress(json.dumps({"compressed": True, "items": list(range(50))}).encode(), mtime=0)
+
+
+@app.get("/gzip")
+async def gzipped():
+    return Response(GZIP_BODY, media_type="application/json", headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+
+
+@app.get("/cookies")
+async def cookies():
+    response = JSONResponse({"cookies": 2})
+    response.set_cookie("a", "1", path="/")
+    response.set_cookie("b", "2", path="/", httponly=True)
+    return response
+
+
+@app.get("/notype")
+async def notype():
+    return Response(b"<html><body>no type</body></html>")
+
+
+@app.get("/stream")
+async def stream(chunks: int = 3, length: bool = False):
+    chunks = min(max(chunks, 0), MAX_EVENTS)
+    parts = [f"chunk {n}\n".encode() for n in range(1, chunks + 1)]
+
+    async def body():
+        for part in parts:
+            yield part
+            await asyncio.sleep(0)
+
+    headers = {"Content-Length": str(sum(map(len, parts)))} if length else None
+    return StreamingResponse(body(), media_type="text/plain", headers=headers)
+
+
+@app.get("/slowlength")
+async def slowlength(bytes: int = 5, interval: float = 0.4):
+    count = min(max(bytes, 0), 1000)
+    interval = _clamp(interval, MAX_SECONDS)
+
+    async def body():
+        for n in range(count):
+            if n > 0:
+                await asyncio.sleep(interval)
+            yield b"x"
+
+    return StreamingResponse(body(), media_type="text/plain", headers={"Content-Length": str(count)})
 HELD = []  # memory kept by /alloc for the life of the process
 MAX_ALLOC_MIB = 1024
 
