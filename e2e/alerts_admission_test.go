@@ -1,14 +1,7 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestAlertsAdmissionRulesFire runs promtool test rules on the admission
@@ -16,14 +9,7 @@ import (
 // fires on the series it watches, with what an operator receives, and
 // stays silent on a short burst and without a cap.
 func TestAlertsAdmissionRulesFire(t *testing.T) {
-	requirePromtool(t)
-	dir := t.TempDir()
-	tests := strings.ReplaceAll(admissionAlertsUnitTests, "RULES_FILE", filepath.Join(repoRoot, alertsFile))
-	path := filepath.Join(dir, "alerts_admission_test.yml")
-	require.NoError(t, os.WriteFile(path, []byte(tests), 0o644))
-	out, err := exec.Command(promtool, "test", "rules", path).CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s", out)
-	assert.Contains(t, string(out), "SUCCESS")
+	promtoolTestRules(t, admissionAlertsUnitTests)
 }
 
 // admissionAlertsUnitTests: values per minute (interval 1m).

@@ -40,13 +40,19 @@ func TestAlertsRulesCheck(t *testing.T) {
 // must make it fire (with the labels and annotations an operator receives)
 // and series that must not.
 func TestAlertsRulesFire(t *testing.T) {
+	promtoolTestRules(t, alertsUnitTests)
+}
+
+// promtoolTestRules runs `promtool test rules` on tests, a promtool unit
+// test file whose rule_files entry is RULES_FILE (replaced by
+// deploy/prometheus/alerts.yml), and requires it to succeed.
+func promtoolTestRules(t *testing.T, tests string) {
+	t.Helper()
 	requirePromtool(t)
-	dir := t.TempDir()
-	tests := strings.ReplaceAll(alertsUnitTests, "RULES_FILE", filepath.Join(repoRoot, alertsFile))
-	path := filepath.Join(dir, "alerts_test.yml")
+	tests = strings.ReplaceAll(tests, "RULES_FILE", filepath.Join(repoRoot, alertsFile))
+	path := filepath.Join(t.TempDir(), "alerts_test.yml")
 	require.NoError(t, os.WriteFile(path, []byte(tests), 0o644))
-	cmd := exec.Command(promtool, "test", "rules", path)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.Command(promtool, "test", "rules", path).CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s", out)
 	assert.Contains(t, string(out), "SUCCESS")
 }

@@ -1,14 +1,7 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestAlertsCertificateExpiresSoon runs promtool's unit test of the
@@ -16,13 +9,7 @@ import (
 // fires after 10 minutes, one with 30 days left does not (spec section 11).
 // promtool's clock starts at the Unix epoch, so time() is the eval time.
 func TestAlertsCertificateExpiresSoon(t *testing.T) {
-	requirePromtool(t)
-	tests := strings.ReplaceAll(certificateAlertTests, "RULES_FILE", filepath.Join(repoRoot, alertsFile))
-	path := filepath.Join(t.TempDir(), "tls_alerts_test.yml")
-	require.NoError(t, os.WriteFile(path, []byte(tests), 0o644))
-	out, err := exec.Command(promtool, "test", "rules", path).CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s", out)
-	assert.Contains(t, string(out), "SUCCESS")
+	promtoolTestRules(t, certificateAlertTests)
 }
 
 const certificateAlertTests = `
