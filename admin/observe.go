@@ -33,6 +33,15 @@ type Sources struct {
 	// the process fields of the JSON are null. It must be safe for
 	// concurrent use.
 	Processes func() []ProcessFigures
+	// RestartWorkers, in supervisor mode, starts a rolling restart of
+	// every worker's process in the background (spec section 8) and
+	// returns true, or returns false, starting nothing, while one is
+	// already running. It is called only by POST
+	// /admin/api/workers/restart after the admin access rules and the
+	// cross-site check passed, and must return at once and be safe for
+	// concurrent use. nil (static mode, or a supervisor without the
+	// restart) makes that route answer 404.
+	RestartWorkers func() bool
 }
 
 // WorkerMetricsSource reports whether the last fetch of a worker's own

@@ -117,7 +117,8 @@ func (s *Server) Run(ctx context.Context) {
 }
 
 // ServeHTTP serves the admin routes: /diag behind its own gate, every
-// other route behind Config.Access. Refusals name no secret: 401 (with a
+// other route behind Config.Access. Every route but POST
+// /admin/api/workers/restart (restart.go) only reads. Refusals name no secret: 401 (with a
 // Basic challenge, so a browser asks for the token as password) when a
 // token is configured and the request did not carry it, else 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +135,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="obsproxy admin", charset="UTF-8"`)
 		}
 		writeError(w, code)
+		return
+	}
+	if r.URL.Path == restartPath {
+		// Outside the mux: "GET /admin/" would conflict with a pattern
+		// for every method, and the route answers its own 404 and 405.
+		s.serveRestart(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -28,6 +28,10 @@ type Snapshot struct {
 	// TLS is the public listener's certificates and handshake failures
 	// (spec section 11); null when the listener is plain.
 	TLS *TLSView `json:"tls"`
+	// Supervised is true in supervisor mode (spec section 8: obsproxy
+	// runs the workers, Sources.Processes is set), false in static mode.
+	// The dashboard shows its "Restart workers" button only when true.
+	Supervised bool `json:"supervised"`
 }
 
 // HealthView is the public /health verdict (spec section 3) as the
@@ -220,6 +224,7 @@ func (s *Sources) snapshot(r reading, rt rates, interval time.Duration) Snapshot
 		Events:  make([]EventView, 0, min(len(r.events), maxEvents)),
 		TLS:     s.tlsView(r.at),
 	}
+	snap.Supervised = s.Processes != nil
 	h10, h11, h2 := s.Conns.Requests()
 	snap.Connections.RequestsByProtocol = map[string]uint64{"HTTP/1.0": h10, "HTTP/1.1": h11, "HTTP/2.0": h2}
 	if rt.valid {
