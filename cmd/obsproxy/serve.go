@@ -197,6 +197,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 			Sources: &admin.Sources{
 				Pool: a.pool, Proxy: a.proxy, Conns: a.tracker, Gate: a.gate, Queue: a.queue, Started: a.started, Version: version,
 				WorkerMetrics: metricsSource, TLS: a.tls.source(), Processes: a.processFigures(),
+				RestartWorkers: a.restartWorkers(),
 			},
 			Access:      admin.Access{Token: cfg.AdminToken, Allow: cfg.AdminAllowPrefixes},
 			DiagEnabled: cfg.DiagEnabled,
