@@ -81,6 +81,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.screenshot(t, filepath.Join(dashboardOutDir(t), "dashboard.png"))
 
 	assert.Equal(t, "live", p.Stream)
+	assert.False(t, p.RestartShown, "static mode offers no restart button")
 	assert.Zero(t, p.Overflow, "the page scrolls sideways at 1280x800; table columns: %v", p.Cols)
 	assert.Equal(t, "degraded", p.Health)
 	assert.Contains(t, p.HealthText, "worker down")
@@ -163,6 +164,9 @@ type dashboardPage struct {
 	// wider than the window: 0 when nothing needs a horizontal scroll.
 	Overflow int   `json:"overflow"`
 	Cols     []int `json:"cols"`
+	// RestartShown is whether the "Restart workers" button shows
+	// (supervisor mode only).
+	RestartShown bool `json:"restartShown"`
 }
 
 type dashboardRow struct {
@@ -221,7 +225,7 @@ const pageProbe = `(() => {
   const table = q(".workers");
   return JSON.stringify({ live: document.body.dataset.live, stream: document.body.dataset.stream,
     received: Number(document.body.dataset.received || 0), health: q("#health").dataset.status,
-    healthText: q("#health").textContent, cards, rows, events, points: Number((fig && fig.dataset.points) || 0),
+    healthText: q("#health").textContent, cards, rows, events, points: Number((fig && fig.dataset.points) || 0), restartShown: !q("#restart").hidden,
     overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth + table.scrollWidth - table.clientWidth,
     cols: Array.from(document.querySelectorAll("#workers-table th")).map((th) => Math.round(th.getBoundingClientRect().width)) });
 })()`
@@ -236,6 +240,9 @@ type browser struct {
 	// problems are the page's uncaught exceptions and console or network
 	// errors (a script refused by the Content-Security-Policy included).
 	problems []string
+	// dialogs are the messages of the page's alert, confirm and prompt
+	// dialogs, in order (answer them with Page.handleJavaScriptDialog).
+	dialogs []string
 }
 
 // startBrowser starts Chromium on loopback with a fresh profile, connects
@@ -352,9 +359,15 @@ func (b *browser) call(t *testing.T, method string, params any, out any) {
 }
 
 // noteEvent keeps the events that report an uncaught exception, or a
-// console or log entry of level error.
+// console or log entry of level error, and the dialogs the page opens.
 func (b *browser) noteEvent(method string, params json.RawMessage) {
 	switch method {
+	case "Page.javascriptDialogOpening":
+		var ev struct {
+			Message string `json:"message"`
+		}
+		json.Unmarshal(params, &ev)
+		b.dialogs = append(b.dialogs, ev.Message)
 	case "Runtime.exceptionThrown":
 		var ev struct {
 			ExceptionDetails struct {

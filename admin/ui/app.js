@@ -509,6 +509,54 @@
     resizeTimer = setTimeout(resizeCharts, 100);
   });
 
+  // ---- rolling restart (supervisor mode) ---------------------------------------
+
+  var RESTART = "api/workers/restart";
+
+  // RESTART_REFUSED names the answers other than 202 and 409.
+  var RESTART_REFUSED = {
+    401: "not authorized (admin token)", 403: "refused (not allowed from here)",
+    404: "not available (obsproxy does not run the workers)"
+  };
+
+  function setRestartStatus(state, text) {
+    var st = $("restart-status");
+    st.dataset.state = state;
+    st.textContent = text;
+    st.title = text;
+  }
+
+  // restartWorkers asks obsproxy for a rolling restart (POST
+  // api/workers/restart, spec section 8) once the operator confirms. The
+  // browser adds the page's credentials by itself (with OBSPROXY_ADMIN_TOKEN,
+  // the token typed as the Basic password), Sec-Fetch-Site: same-origin and
+  // the page's Origin, which obsproxy requires of a browser;
+  // referrerPolicy "same-origin" keeps that Origin from becoming "null"
+  // under the page's no-referrer policy (Fetch standard, "serializing a
+  // request origin"). The answer comes at once; the roll's progress shows
+  // in the event log.
+  function restartWorkers() {
+    var btn = $("restart-button");
+    if (btn.disabled) return;
+    if (!window.confirm("Restart every worker process?\n\nEach is replaced one at a time: the new process " +
+      "serves before the old one drains, so no request should fail. Progress shows in the lifecycle events.")) return;
+    btn.disabled = true;
+    setRestartStatus("pending", "requesting…");
+    fetch(RESTART, { method: "POST", cache: "no-store", credentials: "same-origin", referrerPolicy: "same-origin" })
+      .then(function (r) {
+        if (r.status === 202) setRestartStatus("started", "restart started at " + fmtClock(new Date()) + " · progress in the event log");
+        else if (r.status === 409) setRestartStatus("running", "a restart is already running");
+        else setRestartStatus("error", "restart failed: " + (RESTART_REFUSED[r.status] || "HTTP " + r.status));
+      }, function () {
+        setRestartStatus("error", "restart failed: obsproxy did not answer");
+      })
+      .then(function () { btn.disabled = false; });
+  }
+
+  function renderRestart(s) {
+    $("restart").hidden = s.supervised !== true;
+  }
+
   // ---- the live stream -------------------------------------------------------
 
   var last = null; // the latest snapshot
@@ -524,6 +572,7 @@
     renderCards(s);
     renderWorkers(s);
     renderEvents(s);
+    renderRestart(s);
     renderCharts();
     var ts = new Date(s.timestamp);
     $("updated").textContent = "updated " + fmtClock(isNaN(ts) ? new Date() : ts);
@@ -603,6 +652,7 @@
   }, 1000);
 
   function start() {
+    $("restart-button").addEventListener("click", restartWorkers);
     renderCharts();
     loadSnapshot().then(connect);
   }
