@@ -136,7 +136,7 @@ func classifyError(err error) lifecycle.ProbeResult {
 	case errors.Is(err, lifecycle.ErrNoProcess):
 		res.Refused, res.Detail = true, "no process"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		res.Detail = "timeout"
+		res.Detail, res.TimedOut = "timeout", true
 	default:
 		res.Detail = err.Error()
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -29,7 +31,15 @@ type Endpoint struct {
 	PID int
 	// Started is when the process was started; zero in static mode.
 	Started time.Time
+
+	conns atomic.Int64 // connections of DialTracked open now
 }
+
+// OpenConns returns how many connections made by DialTracked to this
+// endpoint are open now: the proxy's, pooled ones included. When a process
+// has been replaced, zero means it holds no request and no stream any more
+// (spec section 8: it drains, then gets SIGTERM). Safe for concurrent use.
+func (ep *Endpoint) OpenConns() int64 { return ep.conns.Load() }
 
 // Endpoint returns the address of the worker's current process, or nil
 // while it has none (a supervised worker between two processes). It is one
@@ -80,4 +90,43 @@ func (w *Worker) DialContext(ctx context.Context, d *net.Dialer) (net.Conn, *End
 	}
 	c, err := d.DialContext(ctx, ep.Network, ep.Address)
 	return c, ep, err
+}
+
+// DialTracked is DialContext for the proxy's transports: a connection to a
+// supervised process (Generation > 0) is counted in its Endpoint's
+// OpenConns until it is closed, so that a supervisor can tell when a
+// replaced process has nothing left in flight. The count is kept by a thin
+// wrapper (one allocation per connection, none per request) that keeps the
+// raw file descriptor reachable (syscall.Conn).
+func (w *Worker) DialTracked(ctx context.Context, d *net.Dialer) (net.Conn, *Endpoint, error) {
+	c, ep, err := w.DialContext(ctx, d)
+	if err != nil || ep.Generation == 0 {
+		return c, ep, err
+	}
+	ep.conns.Add(1)
+	return &trackedConn{Conn: c, ep: ep}, ep, nil
+}
+
+// trackedConn counts itself out of its endpoint's OpenConns once, at the
+// first Close.
+type trackedConn struct {
+	net.Conn
+	ep     *Endpoint
+	closed atomic.Bool
+}
+
+func (c *trackedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.ep.conns.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// SyscallConn returns the wrapped connection's raw connection, so that a
+// liveness peek (MSG_PEEK) still reaches the socket.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("connection has no raw file descriptor")
 }

@@ -58,6 +58,10 @@ type ProbeResult struct {
 	// running. A timeout sets neither Answered nor Refused: a hung process
 	// is still a process.
 	Refused bool
+	// TimedOut is true when the probe got no answer within its timeout:
+	// with requests in flight, the sign of a blocked event loop (spec
+	// section 8, OBSPROXY_WORKER_STUCK_TIMEOUT).
+	TimedOut bool
 	// Uptime is the worker's reported uptime_seconds; valid when HasUptime.
 	Uptime    float64
 	HasUptime bool
@@ -100,6 +104,9 @@ type record struct {
 	detail     string
 	checks     json.RawMessage
 	downReason string
+	// timeoutSince is when the current run of timed-out probes began (the
+	// first one's start); zero when the last probe did not time out.
+	timeoutSince time.Time
 }
 
 // WorkerStatus is a copy of one worker's lifecycle at one moment, for
@@ -224,6 +231,12 @@ func (p *Pool) ObserveProbe(w *Worker, res ProbeResult) {
 	at := res.At
 	r.lastProbe, r.latency, r.answered = at, res.Latency, res.Answered
 	r.health, r.detail, r.checks = res.Health, res.Detail, res.Checks
+	switch {
+	case !res.TimedOut:
+		r.timeoutSince = time.Time{}
+	case r.timeoutSince.IsZero():
+		r.timeoutSince = at.Add(-res.Latency)
+	}
 
 	switch {
 	case p.supervised:
@@ -338,15 +351,25 @@ func (p *Pool) MarkDown(w *Worker, reason string) bool {
 // ProcessStarted records that w's process started at at, with pid when
 // known (0 otherwise): for a process supervisor, which knows exact starts.
 // A later probe answer from the same pid counts nothing more. w still
-// receives traffic only once probes say it serves. Safe for concurrent use.
+// receives traffic only once probes say it serves. In supervisor mode a
+// replacement process started beside a running one (spec section 8) is
+// counted, and becomes w's process at Replaced; otherwise a start while a
+// process is known to run counts that one's stop first. Safe for
+// concurrent use.
 func (p *Pool) ProcessStarted(w *Worker, at time.Time, pid int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if w.rec.running && p.supervised {
+		w.rec.started++
+		p.record(at, w.Name, EventStarted, p.startReason(pid))
+		return
+	}
 	if w.rec.running {
 		p.processStopped(w, at, "restarted")
 	}
 	p.processStarted(w, at, at, pid)
 	w.rec.hasUptime = false
+	w.rec.timeoutSince = time.Time{}
 }
 
 // startReason is the started event's reason: in supervisor mode the new
@@ -399,6 +422,7 @@ func (p *Pool) setState(w *Worker, s State, at time.Time, reason string) {
 	if s == StateUp {
 		kind = EventUp
 		w.rec.downReason = ""
+		defer p.changed.notify()
 	} else {
 		w.rec.downReason = reason
 	}

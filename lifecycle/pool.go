@@ -98,6 +98,7 @@ type Pool struct {
 	onEvent           func(Event)
 
 	supervised bool
+	changed    changed
 
 	mu          sync.Mutex
 	events      eventRing
@@ -139,6 +140,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		}
 		seen[wc.Name] = true
 		w := &Worker{Name: wc.Name, Network: wc.Network, Address: wc.Address, H2C: wc.H2C, Index: i}
+		w.repl.limitHit = make(chan struct{}, 1)
 		w.state.Store(int32(cfg.InitialState))
 		if !cfg.Supervised {
 			w.endpoint.Store(&Endpoint{Network: wc.Network, Address: wc.Address})
@@ -186,7 +188,57 @@ func (p *Pool) PickExcept(tried []uint64, http1Only bool) *Worker {
 // worker's free slots, so that the policy chooses among the workers below
 // their cap (spec section 10). admit is called more than once per worker
 // and must not block; PickWhere allocates nothing itself.
+//
+// A worker whose current process has been sent its request limit (Spent,
+// OBSPROXY_WORKER_MAX_REQUESTS, spec section 8) is not picked; the pick
+// counts the request against the chosen worker's limit, so that concurrent
+// picks never send a process more than its limit. A count may rarely be
+// taken for a request that is then not sent (admission lost its slot
+// race): a process is recycled a request early, never late. When only
+// spent workers qualify, PickWhere returns nil: see PickSpent.
 func (p *Pool) PickWhere(tried []uint64, http1Only bool, admit func(*Worker) bool) *Worker {
+	for range 8 {
+		w := p.pickOnce(tried, http1Only, admit, false)
+		if w == nil || w.countRequest(false) {
+			return w
+		}
+	}
+	return nil
+}
+
+// PickSpent is PickExcept for a request that found every qualifying worker
+// spent (PickWhere returned nil while SpentOnly is true) and waited for a
+// replacement in vain: it picks among the spent workers too, counting past
+// their limit, since no other process of the pool can take the request
+// (spec section 8). Allocation-free.
+func (p *Pool) PickSpent(tried []uint64, http1Only bool) *Worker {
+	w := p.pickOnce(tried, http1Only, nil, true)
+	if w != nil {
+		w.countRequest(true)
+	}
+	return w
+}
+
+// SpentOnly reports whether an up worker qualifies for the request (as for
+// PickExcept) but every one that does is spent: the request should wait for
+// a replacement process (Changed) rather than fail.
+func (p *Pool) SpentOnly(tried []uint64, http1Only bool) bool {
+	spent := false
+	for i, w := range p.workers {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) {
+			continue
+		}
+		if !w.Spent() {
+			return false
+		}
+		spent = true
+	}
+	return spent
+}
+
+// pickOnce is one pick by the policy; spent workers qualify only with
+// withSpent.
+func (p *Pool) pickOnce(tried []uint64, http1Only bool, admit func(*Worker) bool, withSpent bool) *Worker {
 	// Two passes: find the lowest load among the candidates (every load is
 	// equal under RoundRobin) and how many share it, then take the k-th of
 	// those, k turning with every pick. This keeps ties strictly
@@ -196,7 +248,7 @@ func (p *Pool) PickWhere(tried []uint64, http1Only bool, admit func(*Worker) boo
 	var minLoad int64
 	ties := 0
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || (admit != nil && !admit(w)) {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || (!withSpent && w.Spent()) || (admit != nil && !admit(w)) {
 			continue
 		}
 		load := p.load(w)
@@ -212,7 +264,7 @@ func (p *Pool) PickWhere(tried []uint64, http1Only bool, admit func(*Worker) boo
 	}
 	k := int(p.next.Add(1) % uint64(ties))
 	for i, w := range p.workers {
-		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || p.load(w) != minLoad || (admit != nil && !admit(w)) {
+		if !w.Up() || (http1Only && w.H2C) || IsTried(tried, i) || (!withSpent && w.Spent()) || p.load(w) != minLoad || (admit != nil && !admit(w)) {
 			continue
 		}
 		if k == 0 {

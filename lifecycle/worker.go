@@ -73,6 +73,8 @@ type Worker struct {
 	// Generation published.
 	endpoint   atomic.Pointer[Endpoint]
 	generation atomic.Uint64
+
+	repl replacement // the current process's request limit, the stuck mark
 }
 
 // State returns the worker's current state.

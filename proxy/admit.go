@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/obsproxy/obsproxy/admission"
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -26,11 +27,47 @@ func (h *Handler) pick(e *exchange) (*lifecycle.Worker, admission.Outcome) {
 		if w := h.pool.PickExcept(e.tried, e.upgrade); w != nil {
 			return w, admission.Admitted
 		}
+		if h.pool.SpentOnly(e.tried, e.upgrade) {
+			return h.awaitReplacement(e)
+		}
 		return nil, admission.NoWorker
 	}
 	w, out := h.admission.Acquire(e.in.Context(), e.tried, e.upgrade)
 	e.slot = w
 	return w, out
+}
+
+// awaitReplacement waits for a worker to take e when every worker it could
+// go to is spent (spec section 8: a process is sent no request past its
+// limit while another process can take it): its replacement serves soon,
+// as gunicorn's arbiter's requests wait in the listen backlog. After
+// SpentWait, or when no worker is up any more, it goes to a spent one all
+// the same; a client that leaves meanwhile is a 499. Only this slow path
+// allocates (a timer).
+func (h *Handler) awaitReplacement(e *exchange) (*lifecycle.Worker, admission.Outcome) {
+	t := time.NewTimer(h.spentWait)
+	defer t.Stop()
+	for {
+		changed := h.pool.Changed()
+		if w := h.pool.PickExcept(e.tried, e.upgrade); w != nil {
+			return w, admission.Admitted
+		}
+		if !h.pool.SpentOnly(e.tried, e.upgrade) {
+			break
+		}
+		select {
+		case <-changed:
+			continue
+		case <-t.C:
+		case <-e.in.Context().Done():
+			return nil, admission.Canceled
+		}
+		break
+	}
+	if w := h.pool.PickSpent(e.tried, e.upgrade); w != nil {
+		return w, admission.Admitted
+	}
+	return nil, admission.NoWorker
 }
 
 // refuse answers a request that no worker took, counted under "none":

@@ -152,7 +152,9 @@ func (t *h1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err == nil {
 			return res, nil
 		}
-		if !retry || fresh {
+		if !retry || fresh || t.worker.HeldByStuck(c.idleAt) {
+			// Not a pooled connection the worker closed, or one to a
+			// process killed as stuck (spec section 8: never resent).
 			return nil, err
 		}
 		// The worker closed a pooled connection: it has likely closed
@@ -209,7 +211,7 @@ func (t *h1Transport) conn(ctx context.Context, fresh bool) (*h1Conn, error) {
 		c.reused = true
 		return c, nil
 	}
-	nc, ep, err := t.worker.DialContext(ctx, &t.dialer)
+	nc, ep, err := t.worker.DialTracked(ctx, &t.dialer)
 	if err != nil {
 		return nil, err
 	}

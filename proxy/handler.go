@@ -70,6 +70,12 @@ type Config struct {
 	// MaxIdleConnsPerWorker to the cap. nil or uncapped: no admission
 	// control, nothing changes.
 	Admission *admission.Queue
+	// SpentWait is how long a request that finds every worker it could go
+	// to spent (its process sent its OBSPROXY_WORKER_MAX_REQUESTS, spec
+	// section 8) waits for a replacement process, after which it goes to a
+	// spent one all the same; zero means 60 s. Set it to the supervisor's
+	// start timeout: a replacement serves or fails within it.
+	SpentWait time.Duration
 }
 
 // DefaultDurationBuckets are the default request duration histogram bounds,
@@ -89,6 +95,7 @@ type Handler struct {
 	ids       *idGenerator
 	onConnect func(*lifecycle.Worker)
 	admission *admission.Queue // nil without a cap
+	spentWait time.Duration    // how long a request waits when every worker is spent
 	logger    *slog.Logger
 	accessLog *slog.Logger
 	exchanges sync.Pool
@@ -114,6 +121,9 @@ func New(cfg Config) (*Handler, error) {
 		// --limit-concurrency counts idle keep-alive connections.
 		cfg.MaxIdleConnsPerWorker = min(cfg.MaxIdleConnsPerWorker, cfg.Admission.MaxInFlight())
 	}
+	if cfg.SpentWait <= 0 {
+		cfg.SpentWait = time.Minute
+	}
 	if cfg.DurationBuckets == nil {
 		cfg.DurationBuckets = DefaultDurationBuckets
 	}
@@ -128,6 +138,7 @@ func New(cfg Config) (*Handler, error) {
 		logger:    cfg.Logger,
 		accessLog: cfg.AccessLog,
 		admission: admissionOf(cfg.Admission),
+		spentWait: cfg.SpentWait,
 		none:      &workerStats{name: "none"},
 		descs:     newDescs(),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -327,6 +338,13 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 	h.logger.Warn("upstream exchange failed", "worker", ws.name, "reason", reasonNames[reason],
 		"request_id", e.requestID[0], "err", err)
 	e.leaveFlight()
+	if ws.worker.HeldByStuck(e.sentAt) {
+		// Its process was killed as stuck while it held the request (spec
+		// section 8): a request that blocks workers is never sent to
+		// another, or it would kill the pool one worker after another.
+		e.fail(http.StatusBadGateway, "bad gateway")
+		return
+	}
 	if reason == reasonConnect && h.onConnect != nil {
 		h.onConnect(ws.worker)
 	}

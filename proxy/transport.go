@@ -26,7 +26,7 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 // dial error wrapping lifecycle.ErrNoProcess, which the proxy treats as a
 // connect failure (retried on another worker).
 func dialWorker(ctx context.Context, d *net.Dialer, w *lifecycle.Worker) (net.Conn, error) {
-	c, ep, err := w.DialContext(ctx, d)
+	c, ep, err := w.DialTracked(ctx, d)
 	if err != nil || ep.Generation == 0 {
 		return c, err
 	}
@@ -99,4 +99,17 @@ func newNetHTTPTransport(w *lifecycle.Worker, cfg Config) *http.Transport {
 		t.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return t
+}
+
+// CloseIdle closes w's pooled idle connections: a supervisor calls it when
+// w's new process takes over, so that the old process's idle connections do
+// not keep it from draining (its busy ones close as their requests end).
+// Safe for concurrent use.
+func (h *Handler) CloseIdle(w *lifecycle.Worker) {
+	if w == nil || w.Index >= len(h.proxies) {
+		return
+	}
+	if t, ok := h.proxies[w.Index].Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }

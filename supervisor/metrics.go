@@ -41,7 +41,7 @@ func (s *Supervisor) Snapshot() []Figures {
 	for i, sl := range s.slots {
 		sl.mu.Lock()
 		f := Figures{Worker: sl.w.Name, LastExitReason: sl.lastReason, Backoff: sl.backoffNow,
-			RSSBytes: sl.rss, CPUSeconds: sl.cpuDone + sl.cpuCur, CPUPercent: sl.cpuPct,
+			RSSBytes: sl.rss, CPUSeconds: sl.cpuSeconds(), CPUPercent: sl.cpuPct,
 			HasProc: procFigures && !sl.sampledAt.IsZero()}
 		if sl.proc != nil {
 			f.PID = sl.proc.pid
@@ -55,11 +55,11 @@ func (s *Supervisor) Snapshot() []Figures {
 	return out
 }
 
-// metrics are the supervisor-mode metrics of spec section 8 (all but
-// obsproxy_reloads_total, issue 14), read at scrape time.
+// metrics are the supervisor-mode metrics of spec section 8, read at
+// scrape time.
 type metrics struct {
-	s                          *Supervisor
-	pid, rss, cpu, exits, back *prometheus.Desc
+	s                                   *Supervisor
+	pid, rss, cpu, exits, back, reloads *prometheus.Desc
 }
 
 func newMetrics(s *Supervisor) *metrics {
@@ -76,6 +76,9 @@ func newMetrics(s *Supervisor) *metrics {
 			[]string{"worker", "reason"}, nil),
 		back: prometheus.NewDesc("obsproxy_worker_backoff_seconds",
 			"The delay chosen before the next start of a failing worker, in seconds; 0 while a process runs.", w, nil),
+		reloads: prometheus.NewDesc("obsproxy_reloads_total",
+			"Rolling restarts of the workers (SIGHUP, POST /admin/api/workers/restart), by result (success, failure).",
+			[]string{"result"}, nil),
 	}
 }
 
@@ -89,6 +92,7 @@ func (s *Supervisor) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- m.exits
 	ch <- m.back
+	ch <- m.reloads
 }
 
 // Collect implements prometheus.Collector: the supervisor-mode metrics of
@@ -102,7 +106,7 @@ func (s *Supervisor) Collect(ch chan<- prometheus.Metric) {
 		if sl.proc != nil {
 			pid = sl.proc.pid
 		}
-		rss, cpu, back := float64(sl.rss), sl.cpuDone+sl.cpuCur, sl.backoffNow.Seconds()
+		rss, cpu, back := float64(sl.rss), sl.cpuSeconds(), sl.backoffNow.Seconds()
 		var exits [9]float64
 		for i, r := range exitReasons {
 			exits[i] = float64(sl.exits[r])
@@ -119,4 +123,6 @@ func (s *Supervisor) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.back, prometheus.GaugeValue, back, name)
 	}
+	ch <- prometheus.MustNewConstMetric(m.reloads, prometheus.CounterValue, float64(s.reloads[0].Load()), "success")
+	ch <- prometheus.MustNewConstMetric(m.reloads, prometheus.CounterValue, float64(s.reloads[1].Load()), "failure")
 }

@@ -14,13 +14,27 @@ import (
 )
 
 // Exit reasons: the `reason` label values of obsproxy_worker_exits_total
-// that this package gives (spec section 8; the others are issue 14's).
+// (spec section 8).
 const (
 	reasonCrash        = "crash"
 	reasonExited       = "exited"
 	reasonStartTimeout = "start_timeout"
+	reasonStuck        = "stuck"
+	reasonMaxRequests  = "max_requests"
+	reasonMaxRSS       = "max_rss"
+	reasonMaxLifetime  = "max_lifetime"
+	reasonReload       = "reload"
 	reasonShutdown     = "shutdown"
 )
+
+// recycleReason reports whether label is a planned replacement's.
+func recycleReason(label string) bool {
+	switch label {
+	case reasonMaxRequests, reasonMaxRSS, reasonMaxLifetime, reasonReload:
+		return true
+	}
+	return false
+}
 
 // exitReasons are every value of the reason label, in the spec's order;
 // each worker exports all of them, zero until they happen.
@@ -34,17 +48,49 @@ const (
 // process is one started process of a worker.
 type process struct {
 	pid     int
-	ep      *lifecycle.Endpoint
-	socket  string // the socket file obsproxy named for it; "" for tcp
+	ep      *lifecycle.Endpoint // its published address; nil until it takes requests
+	probeEP *lifecycle.Endpoint // its address, for probes before it is published
+	socket  string              // the socket file obsproxy named for it; "" for tcp
 	started time.Time
 	done    chan struct{} // closed once the process is reaped
 	state   *os.ProcessState
+
+	// Its recycling limits, each scaled by its own jitter factor (spec
+	// section 8); zero: none. Set at spawn, then read-only.
+	maxRequests int64
+	maxRSS      uint64
+	lifetimeEnd time.Time
+
+	// Guarded by the slot's mu: the last /proc sample of its tree's CPU,
+	// and how many samples in a row found its memory above maxRSS.
+	cpu     float64
+	rssOver int
+
+	// Owned by the slot's goroutine: a recycle that failed is not tried
+	// again before retryAt; requestsLifted is set once a failed request
+	// limit replacement lifted the limit.
+	retryAt        time.Time
+	requestsLifted bool
 
 	mu        sync.Mutex
 	asked     string // why obsproxy signalled it (start_timeout, shutdown); "" while it did not
 	sentKill  bool   // obsproxy sent SIGKILL
 	servingAt time.Time
 	reaped    bool
+}
+
+// markServing records that p was found serving now.
+func (p *process) markServing() {
+	p.mu.Lock()
+	p.servingAt = time.Now()
+	p.mu.Unlock()
+}
+
+// servingSince returns when p was found serving; zero when it never was.
+func (p *process) servingSince() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.servingAt
 }
 
 // signal sends sig to the process's group, recording why; the first reason

@@ -17,28 +17,28 @@ import (
 	"github.com/obsproxy/obsproxy/lifecycle"
 )
 
-// slot is one worker's place in the supervisor: it runs one process at a
-// time, then the next after a backoff. Its goroutine (run) owns seq and
-// backoff; mu guards what Snapshot and the metrics read.
-//
-// Issue 14 (surge replacement, recycling) extends it to hold an old and a
-// new process at once: the worker's Endpoint already moves to the new
-// process's generation while the old one may keep its connections.
+// slot is one worker's place in the supervisor. Its goroutine (run) starts
+// the worker's process, watches it, restarts it after a backoff when it
+// exits, and replaces it with surge (replace.go): a new process beside the
+// old one, which drains once the new one serves. run owns seq and bo; mu
+// guards what Snapshot, the sampler and the metrics read.
 type slot struct {
-	s      *Supervisor
-	w      *lifecycle.Worker
-	logger *slog.Logger
-	seq    uint64
-	bo     backoff
+	s       *Supervisor
+	w       *lifecycle.Worker
+	logger  *slog.Logger
+	seq     uint64
+	bo      backoff
+	replace chan replaceRequest // a rolling restart's requests (Supervisor.Restart)
+	drains  sync.WaitGroup      // replaced processes still draining
 
 	mu         sync.Mutex
-	proc       *process // the process taking new requests; nil while none runs
+	proc       *process   // the process taking new requests; nil while none runs
+	old        []*process // replaced processes draining
 	exits      map[string]uint64
 	lastReason string        // the last exit's event reason
 	backoffNow time.Duration // the delay before the next start; 0 while a process runs
-	rss        uint64
-	cpuDone    float64 // CPU seconds of the worker's ended processes
-	cpuCur     float64 // CPU seconds of the current process tree, last sample
+	rss        uint64        // proc's tree, last sample
+	cpuDone    float64       // CPU seconds of the worker's ended processes
 	cpuPct     float64
 	sampledAt  time.Time
 }
@@ -46,8 +46,9 @@ type slot struct {
 func newSlot(s *Supervisor, w *lifecycle.Worker) *slot {
 	return &slot{
 		s: s, w: w, logger: s.logger.With("worker", w.Name),
-		bo:    backoff{min: BackoffMin, max: s.cfg.BackoffMax, reset: BackoffReset},
-		exits: make(map[string]uint64, len(exitReasons)),
+		bo:      backoff{min: BackoffMin, max: s.cfg.BackoffMax, reset: BackoffReset},
+		replace: make(chan replaceRequest),
+		exits:   make(map[string]uint64, len(exitReasons)),
 	}
 }
 
@@ -58,10 +59,22 @@ func (sl *slot) current() *process {
 	return sl.proc
 }
 
+// live returns the current process and the draining ones.
+func (sl *slot) live() []*process {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	out := append(make([]*process, 0, 1+len(sl.old)), sl.old...)
+	if sl.proc != nil {
+		out = append(out, sl.proc)
+	}
+	return out
+}
+
 // run starts processes for the worker until ctx is done, then stops the
-// running one (SIGTERM, SIGKILL after StopTimeout) and returns once it is
-// reaped.
+// running one (SIGTERM, SIGKILL after StopTimeout) and returns once it and
+// every draining one are reaped.
 func (sl *slot) run(ctx context.Context) {
+	defer sl.drains.Wait()
 	for ctx.Err() == nil {
 		p, err := sl.start()
 		var served time.Duration
@@ -83,16 +96,29 @@ func (sl *slot) run(ctx context.Context) {
 		sl.backoffNow = delay
 		sl.mu.Unlock()
 		sl.logger.Info("restarting worker after a delay", "delay", delay.String())
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sl.sleep(ctx, delay) {
 			return
-		case <-t.C:
 		}
 		sl.mu.Lock()
 		sl.backoffNow = 0
 		sl.mu.Unlock()
+	}
+}
+
+// sleep waits d, answering a rolling restart's request meanwhile (nothing
+// to replace: the next process runs the new code); false when ctx is done.
+func (sl *slot) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case req := <-sl.replace:
+			req.done <- nil
+		case <-t.C:
+			return true
+		}
 	}
 }
 
@@ -125,8 +151,9 @@ func (sl *slot) address() (network, address string, err error) {
 	return "", "", errors.New("no free socket name in the socket directory")
 }
 
-// start starts the worker's next process and publishes its address.
-func (sl *slot) start() (*process, error) {
+// spawn starts the worker's next process on a fresh address and counts its
+// start; the address is not published yet (see publish).
+func (sl *slot) spawn() (*process, error) {
 	network, address, err := sl.address()
 	if err != nil {
 		return nil, err
@@ -168,23 +195,46 @@ func (sl *slot) start() (*process, error) {
 		return nil, err
 	}
 	p.started = time.Now()
+	p.probeEP = &lifecycle.Endpoint{Network: network, Address: address, PID: p.pid, Started: p.started}
+	sl.s.limits(p)
 	sl.s.reaper.tell("+" + strconv.Itoa(p.pid))
 	logger := sl.logger.With("pid", p.pid)
 	go func() { defer outR.Close(); logLines(outR, logger, "stdout") }()
 	go func() { defer errR.Close(); logLines(errR, logger, "stderr") }()
-
-	p.ep = sl.w.SetEndpoint(network, address, p.pid, p.started)
-	sl.mu.Lock()
-	sl.proc, sl.rss, sl.cpuCur, sl.cpuPct, sl.sampledAt = p, 0, 0, 0, time.Time{}
-	sl.mu.Unlock()
 	sl.s.cfg.Pool.ProcessStarted(sl.w, p.started, p.pid)
 	logger.Info("worker process started", "address", address)
 	return p, nil
 }
 
+// publish makes p the process that takes the worker's new requests: its
+// address becomes the worker's Endpoint (a new generation, so that pooled
+// connections to an earlier process are never reused).
+func (sl *slot) publish(p *process) {
+	p.ep = sl.w.SetEndpoint(p.probeEP.Network, p.probeEP.Address, p.pid, p.started)
+	sl.mu.Lock()
+	sl.proc, sl.rss, sl.cpuPct, sl.sampledAt = p, 0, 0, time.Time{}
+	sl.mu.Unlock()
+}
+
+// start starts the worker's next process and publishes its address at
+// once: the worker has no other process, and the probes decide when it
+// gets traffic.
+func (sl *slot) start() (*process, error) {
+	p, err := sl.spawn()
+	if err != nil {
+		return nil, err
+	}
+	sl.publish(p)
+	sl.s.cfg.Pool.SetRequestLimit(sl.w, p.maxRequests)
+	return p, nil
+}
+
 // watch follows p until it is reaped: it kicks probes until p is found
 // serving, kills it when that takes longer than StartTimeout, and when ctx
-// is done stops it. It records the exit and returns how long p served.
+// is done stops it. Once p serves, it replaces it when a rolling restart or
+// a recycling limit asks, and kills it when it is stuck (replace.go). It
+// records the exit of the process it ends with and returns how long that
+// one served.
 func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 	deadline := time.NewTimer(sl.s.cfg.StartTimeout)
 	defer deadline.Stop()
@@ -205,12 +255,12 @@ func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 			p.signal(sigKill, reasonStartTimeout)
 			<-p.done
 			return sl.ended(p)
+		case req := <-sl.replace:
+			req.done <- nil // it started just now: it runs the code on disk
 		case <-kick.C:
 			if sl.w.Up() {
 				serving = true
-				p.mu.Lock()
-				p.servingAt = time.Now()
-				p.mu.Unlock()
+				p.markServing()
 				sl.logger.Info("worker process serves", "pid", p.pid, "after", time.Since(p.started).Round(time.Millisecond).String())
 			} else {
 				sl.kickProbe()
@@ -218,12 +268,7 @@ func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 		}
 	}
 	kick.Stop()
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		sl.stop(p)
-	}
-	return sl.ended(p)
+	return sl.serve(ctx, p)
 }
 
 func (sl *slot) kickProbe() {
@@ -235,7 +280,13 @@ func (sl *slot) kickProbe() {
 // stop ends p for shutdown: SIGTERM to its group, SIGKILL after
 // StopTimeout; it returns once p is reaped.
 func (sl *slot) stop(p *process) {
-	p.signal(sigTerm, reasonShutdown)
+	sl.terminate(p, reasonShutdown)
+}
+
+// terminate sends p SIGTERM for why, then SIGKILL after StopTimeout, and
+// returns once p is reaped.
+func (sl *slot) terminate(p *process, why string) {
+	p.signal(sigTerm, why)
 	t := time.NewTimer(sl.s.cfg.StopTimeout)
 	defer t.Stop()
 	select {
@@ -243,23 +294,58 @@ func (sl *slot) stop(p *process) {
 	case <-t.C:
 		sl.logger.Warn("worker process outlived the stop timeout: SIGKILL", "pid", p.pid,
 			"stop_timeout", sl.s.cfg.StopTimeout.String())
-		p.signal(sigKill, reasonShutdown)
+		p.signal(sigKill, why)
 		<-p.done
 	}
 }
 
-// ended records the exit of the reaped process p: it kills what is left of
-// its group, withdraws its address, removes its socket file, reports the
-// exit to the pool and counts it. It returns how long p served.
+// ended records the exit of the reaped process p, the worker's current
+// one: it withdraws its address, reports the exit to the pool (the worker
+// leaves traffic) and counts it. It returns how long p served.
 func (sl *slot) ended(p *process) time.Duration {
+	at, reason := sl.finish(p)
+	sl.w.ClearEndpoint(p.ep)
+	sl.mu.Lock()
+	if sl.proc == p {
+		sl.proc = nil
+		sl.rss, sl.cpuPct = 0, 0
+	}
+	sl.mu.Unlock()
+	sl.s.cfg.Pool.ProcessExited(sl.w, at, reason)
+	servingAt := p.servingSince()
+	if servingAt.IsZero() {
+		return 0
+	}
+	return at.Sub(servingAt)
+}
+
+// endedOld records the exit of the reaped process p that no longer took
+// the worker's new requests (replaced, or a replacement that never
+// served): one stop, and the worker's state is left to its current process.
+func (sl *slot) endedOld(p *process) {
+	at, reason := sl.finish(p)
+	sl.mu.Lock()
+	for i, o := range sl.old {
+		if o == p {
+			sl.old = append(sl.old[:i], sl.old[i+1:]...)
+			break
+		}
+	}
+	sl.mu.Unlock()
+	sl.s.cfg.Pool.OldProcessExited(sl.w, at, reason)
+}
+
+// finish does what every exit needs: it kills what is left of p's group,
+// removes its socket file, logs and counts the exit, and returns when it
+// happened and the lifecycle event's reason.
+func (sl *slot) finish(p *process) (time.Time, string) {
 	at := time.Now()
 	killGroup(p.pid)
 	sl.s.reaper.tell("-" + strconv.Itoa(p.pid))
 	p.mu.Lock()
-	asked, sentKill, servingAt := p.asked, p.sentKill, p.servingAt
+	asked, sentKill := p.asked, p.sentKill
 	p.mu.Unlock()
 	event, label, foreignKill := exitOf(p.state, asked, sentKill)
-	sl.w.ClearEndpoint(p.ep)
 	if p.socket != "" {
 		if err := os.Remove(p.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 			sl.logger.Warn("removing a worker socket", "path", p.socket, "err", err)
@@ -273,7 +359,7 @@ func (sl *slot) ended(p *process) time.Duration {
 	switch {
 	case foreignKill:
 		sl.logger.Error("worker process killed by SIGKILL that obsproxy did not send: out of memory?", attrs...)
-	case label == reasonShutdown:
+	case label == reasonShutdown || recycleReason(label):
 		sl.logger.Info("worker process stopped", attrs...)
 	default:
 		sl.logger.Warn("worker process exited", attrs...)
@@ -285,39 +371,48 @@ func (sl *slot) ended(p *process) time.Duration {
 		cpu = p.state.UserTime().Seconds() + p.state.SystemTime().Seconds()
 	}
 	sl.mu.Lock()
-	sl.proc = nil
-	sl.cpuDone += max(cpu, sl.cpuCur)
-	sl.cpuCur, sl.rss, sl.cpuPct = 0, 0, 0
-	sl.mu.Unlock()
-	sl.s.cfg.Pool.ProcessExited(sl.w, at, reason)
-	sl.recordExit(label, reason)
-	if servingAt.IsZero() {
-		return 0
-	}
-	return at.Sub(servingAt)
-}
-
-// recordExit counts one exit with label and keeps reason as the last.
-func (sl *slot) recordExit(label, reason string) {
-	sl.mu.Lock()
+	sl.cpuDone += max(cpu, p.cpu)
+	p.cpu = 0
 	sl.exits[label]++
 	sl.lastReason = reason
 	sl.mu.Unlock()
+	return at, reason
 }
 
-// sampled stores one /proc sample of p's tree.
+// sampled stores one /proc sample of p's tree, and counts the samples in a
+// row above p's memory limit.
 func (sl *slot) sampled(p *process, at time.Time, rss uint64, cpu float64) {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
+	if p.maxRSS > 0 && rss > p.maxRSS {
+		p.rssOver++
+	} else {
+		p.rssOver = 0
+	}
+	prev := p.cpu
+	p.cpu = cpu
 	if sl.proc != p {
 		return
 	}
 	if !sl.sampledAt.IsZero() {
 		if dt := at.Sub(sl.sampledAt).Seconds(); dt > 0 {
-			sl.cpuPct = max(0, (cpu-sl.cpuCur)/dt*100)
+			sl.cpuPct = max(0, (cpu-prev)/dt*100)
 		}
 	}
-	sl.rss, sl.cpuCur, sl.sampledAt = rss, cpu, at
+	sl.rss, sl.sampledAt = rss, at
+}
+
+// cpuSeconds is the CPU of every process the worker has had; the caller
+// holds sl.mu.
+func (sl *slot) cpuSeconds() float64 {
+	cpu := sl.cpuDone
+	if sl.proc != nil {
+		cpu += sl.proc.cpu
+	}
+	for _, o := range sl.old {
+		cpu += o.cpu
+	}
+	return cpu
 }
 
 // portSet hands out 127.0.0.1 ports that no process of the pool had before.

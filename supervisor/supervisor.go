@@ -19,6 +19,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/obsproxy/obsproxy/lifecycle"
@@ -63,6 +64,26 @@ type Config struct {
 	// Logger receives the processes' output and the supervisor's own
 	// messages; nil is slog.Default().
 	Logger *slog.Logger
+	// Probe, when set, reports whether a replacement process serves before
+	// it takes the worker's requests (the prober's Serves: the worker's
+	// own probe, spec section 8); nil takes an accepted connection as
+	// serving.
+	Probe func(ctx context.Context, w *lifecycle.Worker, ep *lifecycle.Endpoint) bool
+	// CloseIdle, when set, closes the proxy's idle connections to a worker
+	// whose new process took over, so that the old one drains at once.
+	CloseIdle func(*lifecycle.Worker)
+	// MaxRequests, MaxRSS (bytes) and MaxLifetime are the recycling limits
+	// of spec section 8 (OBSPROXY_WORKER_MAX_REQUESTS, _MAX_RSS,
+	// _MAX_LIFETIME); zero turns each off. Jitter
+	// (OBSPROXY_WORKER_RECYCLE_JITTER, 0 to 1) scales each per process by
+	// a random factor in [1, 1+Jitter].
+	MaxRequests int64
+	MaxRSS      uint64
+	MaxLifetime time.Duration
+	Jitter      float64
+	// StuckTimeout is the stuck-worker kill's delay
+	// (OBSPROXY_WORKER_STUCK_TIMEOUT); zero turns it off.
+	StuckTimeout time.Duration
 	// Reaper, when set, is the command of the reaper process (the obsproxy
 	// binary with ReaperArg, see RunReaper), which kills the workers'
 	// remaining process groups if obsproxy is killed; nil runs none (the
@@ -89,6 +110,11 @@ type Supervisor struct {
 	stopOnce sync.Once
 	metrics  *metrics
 	reaper   *reaper
+
+	gate    chan struct{} // one token while a replacement for a recycle or a restart runs
+	rollMu  sync.Mutex    // serialises Restart's check and start
+	rolling atomic.Bool
+	reloads [2]atomic.Uint64 // rolling restarts: success, failure
 }
 
 // New prepares a Supervisor for cfg.Pool's workers; nothing runs until
@@ -119,7 +145,7 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Env == nil {
 		cfg.Env = os.Environ()
 	}
-	s := &Supervisor{cfg: cfg, logger: cfg.Logger}
+	s := &Supervisor{cfg: cfg, logger: cfg.Logger, gate: make(chan struct{}, 1)}
 	if cfg.Transport == Unix {
 		if cfg.SocketDir == "" {
 			dir, err := os.MkdirTemp("", TempDirPattern)
@@ -155,8 +181,10 @@ func (s *Supervisor) SocketDir() string { return s.cfg.SocketDir }
 // Start starts every worker's first process, and the /proc sampler; each
 // slot then runs on its own until Stop. Call it once.
 func (s *Supervisor) Start() {
+	s.rollMu.Lock()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = true
+	s.rollMu.Unlock()
 	if len(s.cfg.Reaper) > 0 {
 		rp, err := startReaper(s.cfg.Reaper)
 		if err != nil {
@@ -187,8 +215,13 @@ func (s *Supervisor) Start() {
 // socket directory, when obsproxy made it). Later calls return at once.
 func (s *Supervisor) Stop() {
 	s.stopOnce.Do(func() {
-		if s.started {
+		s.rollMu.Lock()
+		started := s.started
+		if started {
 			s.cancel()
+		}
+		s.rollMu.Unlock()
+		if started {
 			s.wg.Wait()
 			s.reaper.close()
 		}
@@ -204,7 +237,7 @@ func (s *Supervisor) Stop() {
 // a second shutdown signal, when obsproxy exits at once.
 func (s *Supervisor) Kill() {
 	for _, sl := range s.slots {
-		if p := sl.current(); p != nil {
+		for _, p := range sl.live() {
 			p.signal(sigKill, reasonShutdown)
 		}
 	}
@@ -234,13 +267,10 @@ func (s *Supervisor) sample() {
 	children := childrenOf(table)
 	now := time.Now()
 	for _, sl := range s.slots {
-		p := sl.current()
-		if p == nil {
-			continue
-		}
-		rss, cpu, ok := treeFigures(table, children, p.pid)
-		if ok {
-			sl.sampled(p, now, rss, cpu)
+		for _, p := range sl.live() {
+			if rss, cpu, ok := treeFigures(table, children, p.pid); ok {
+				sl.sampled(p, now, rss, cpu)
+			}
 		}
 	}
 }

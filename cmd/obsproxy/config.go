@@ -112,13 +112,13 @@ type Config struct {
 	WorkerStartTimeout time.Duration `env:"WORKER_START_TIMEOUT" envDefault:"60s" help:"supervisor mode: a new process that no probe finds serving within this is killed (start_timeout)" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
 	WorkerStopTimeout  time.Duration `env:"WORKER_STOP_TIMEOUT" envDefault:"30s" help:"supervisor mode: after SIGTERM, how long a process may take to exit before SIGKILL" accept:"a positive Go duration such as 500ms, 2s, 1m" group:"supervisor"`
 	WorkerBackoffMax   time.Duration `env:"WORKER_BACKOFF_MAX" envDefault:"30s" help:"supervisor mode: the longest delay before restarting a failing worker (100ms doubling up to this)" accept:"a Go duration of at least 100ms" group:"supervisor"`
-	// Recycling and the stuck-worker kill (spec section 8): parsed and
-	// validated now, enforced by a later release (config_recycle.go).
-	WorkerMaxRequests   int           `env:"WORKER_MAX_REQUESTS" envDefault:"0" help:"supervisor mode: recycle a process after this many requests (0: off; not enforced yet, a warning is logged)" accept:"an integer >= 0" group:"recycle"`
-	WorkerMaxRSS        byteSize      `env:"WORKER_MAX_RSS" envDefault:"0" help:"supervisor mode: recycle a process whose resident memory (with its descendants) stays above this (0: off; not enforced yet, a warning is logged)" accept:"0, a byte count or a number with a unit, e.g. 512MiB, 1GiB, 500MB" group:"recycle"`
-	WorkerMaxLifetime   time.Duration `env:"WORKER_MAX_LIFETIME" envDefault:"0s" help:"supervisor mode: recycle a process after it has run this long (0s: off; not enforced yet, a warning is logged)" accept:"a Go duration >= 0 such as 0s, 1h" group:"recycle"`
+	// Recycling and the stuck-worker kill (spec section 8), enforced by
+	// the supervisor (validated in config_recycle.go).
+	WorkerMaxRequests   int           `env:"WORKER_MAX_REQUESTS" envDefault:"0" help:"supervisor mode: recycle a process after this many requests (0: off)" accept:"an integer >= 0" group:"recycle"`
+	WorkerMaxRSS        byteSize      `env:"WORKER_MAX_RSS" envDefault:"0" help:"supervisor mode: recycle a process whose resident memory (with its descendants) stays above this (0: off)" accept:"0, a byte count or a number with a unit, e.g. 512MiB, 1GiB, 500MB" group:"recycle"`
+	WorkerMaxLifetime   time.Duration `env:"WORKER_MAX_LIFETIME" envDefault:"0s" help:"supervisor mode: recycle a process after it has run this long (0s: off)" accept:"a Go duration >= 0 such as 0s, 1h" group:"recycle"`
 	WorkerRecycleJitter float64       `env:"WORKER_RECYCLE_JITTER" envDefault:"0.1" help:"supervisor mode: each recycling limit is scaled per process by a random factor in [1, 1+this]" accept:"a number from 0 to 1" group:"recycle"`
-	WorkerStuckTimeout  time.Duration `env:"WORKER_STUCK_TIMEOUT" envDefault:"0s" help:"supervisor mode: SIGKILL a process whose requests are in flight and whose probes all time out for this long (0s: off; not enforced yet, a warning is logged)" accept:"a Go duration >= 0 such as 0s, 30s" group:"recycle"`
+	WorkerStuckTimeout  time.Duration `env:"WORKER_STUCK_TIMEOUT" envDefault:"0s" help:"supervisor mode: SIGKILL a process whose requests are in flight and whose probes all time out for this long (0s: off)" accept:"a Go duration >= 0 such as 0s, 30s" group:"recycle"`
 	// WorkerArgv is the worker command as argv, placeholders unreplaced:
 	// the arguments after --, else OBSPROXY_WORKER_COMMAND split; nil in
 	// static mode.

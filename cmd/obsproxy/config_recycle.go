@@ -2,13 +2,12 @@ package main
 
 import (
 	"math"
-	"time"
 )
 
 // recycle checks the recycling and stuck-worker settings of spec section 8:
 // OBSPROXY_WORKER_MAX_REQUESTS, _MAX_RSS, _MAX_LIFETIME and _STUCK_TIMEOUT
 // are 0 (off) or more, and OBSPROXY_WORKER_RECYCLE_JITTER is a number from 0
-// to 1. They are not enforced yet (see unenforcedRecycling).
+// to 1. The supervisor enforces them.
 func (v *validator) recycle() error {
 	c := v.cfg
 	switch {
@@ -22,25 +21,4 @@ func (v *validator) recycle() error {
 		return v.invalid("WORKER_RECYCLE_JITTER", v.raw("WORKER_RECYCLE_JITTER"), "")
 	}
 	return nil
-}
-
-// unenforcedRecycling returns the variables of the recycling and
-// stuck-worker limits that are set above 0. This release accepts them but
-// does not act on them, so serve logs a warning for each: an operator must
-// not believe a memory limit protects the pool when nothing enforces it.
-func (c Config) unenforcedRecycling() []string {
-	var set []string
-	if c.WorkerMaxRequests > 0 {
-		set = append(set, envPrefix+"WORKER_MAX_REQUESTS")
-	}
-	if c.WorkerMaxRSS > 0 {
-		set = append(set, envPrefix+"WORKER_MAX_RSS")
-	}
-	if c.WorkerMaxLifetime > time.Duration(0) {
-		set = append(set, envPrefix+"WORKER_MAX_LIFETIME")
-	}
-	if c.WorkerStuckTimeout > time.Duration(0) {
-		set = append(set, envPrefix+"WORKER_STUCK_TIMEOUT")
-	}
-	return set
 }

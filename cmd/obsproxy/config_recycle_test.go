@@ -33,7 +33,11 @@ func TestLoadConfigRecycle(t *testing.T) {
 
 	cfg, err := loadConfig(nil, nil)
 	require.NoError(t, err)
-	assert.Empty(t, cfg.unenforcedRecycling(), "nothing is set by default")
+	assert.Zero(t, cfg.WorkerMaxRequests, "off by default")
+	assert.Zero(t, cfg.WorkerMaxRSS)
+	assert.Zero(t, cfg.WorkerMaxLifetime)
+	assert.Zero(t, cfg.WorkerStuckTimeout)
+	assert.Equal(t, 0.1, cfg.WorkerRecycleJitter)
 
 	cfg, err = loadConfig(nil, []string{
 		"OBSPROXY_WORKER_MAX_REQUESTS=500", "OBSPROXY_WORKER_MAX_RSS=512MiB",
@@ -45,6 +49,4 @@ func TestLoadConfigRecycle(t *testing.T) {
 	assert.Equal(t, time.Hour, cfg.WorkerMaxLifetime)
 	assert.Equal(t, 30*time.Second, cfg.WorkerStuckTimeout)
 	assert.Equal(t, 0.0, cfg.WorkerRecycleJitter)
-	assert.Equal(t, []string{"OBSPROXY_WORKER_MAX_REQUESTS", "OBSPROXY_WORKER_MAX_RSS", "OBSPROXY_WORKER_MAX_LIFETIME",
-		"OBSPROXY_WORKER_STUCK_TIMEOUT"}, cfg.unenforcedRecycling())
 }

@@ -30,9 +30,9 @@ var configGroups = []configGroup{
 			"[supervisor.md](supervisor.md)."},
 	{"recycle", "Recycling and the stuck-worker kill",
 		"Limits that replace a supervised worker's process (by requests served, resident memory, age) and " +
-			"the kill of a process whose event loop is blocked (spec section 8). **This release parses and " +
-			"checks them but does not enforce them yet**: a limit set above 0 logs a warning at start. They " +
-			"are accepted now so that a deployment written for the release that enforces them starts today."},
+			"the kill of a process whose event loop is blocked (spec section 8). A replacement starts beside " +
+			"the old process, which drains once it serves; at most one recycle runs at a time. See " +
+			"docs/supervisor.md and docs/health.md."},
 	{"health", "Health checks",
 		"The probes sent to every worker, the rules that take a worker in and out of traffic, and " +
 			"obsproxy's own `/health` (readiness) and `/livez` (liveness). Every rule is in [health.md](health.md)."},

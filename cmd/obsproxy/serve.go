@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,8 +84,11 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		Rise: cfg.HealthRise, Fall: cfg.HealthFall, MinUp: cfg.MinHealthyWorkers,
 		OnEvent: func(e lifecycle.Event) {
 			logEvent(logger, e)
-			if e.Kind == lifecycle.EventUp {
-				a.queue.Kick() // a worker back up has free slots for the waiting requests
+			switch e.Kind {
+			case lifecycle.EventUp, lifecycle.EventReplaced, lifecycle.EventReplaceFailed:
+				// A worker back up, or one whose spent process was replaced
+				// or may serve on, has free slots for the waiting requests.
+				a.queue.Kick()
 			}
 		},
 		Supervised: cfg.supervised(),
@@ -124,6 +128,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		Logger:          logger,
 		AccessLog:       accessLog,
 		Admission:       a.queue,
+		SpentWait:       cfg.WorkerStartTimeout,
 		// A worker that refuses connections leaves traffic at once and is
 		// probed now; probes alone bring it back (spec section 4).
 		OnConnectFailure: func(w *lifecycle.Worker) {
@@ -236,8 +241,18 @@ func workerDialer(timeout time.Duration) workermetrics.Dialer {
 // logEvent logs a lifecycle event: starts and ups at info, the rest at warn.
 func logEvent(logger *slog.Logger, e lifecycle.Event) {
 	level := slog.LevelWarn
-	if e.Kind == lifecycle.EventUp || e.Kind == lifecycle.EventStarted || e.Kind == lifecycle.EventPoolUp {
+	switch e.Kind {
+	case lifecycle.EventUp, lifecycle.EventStarted, lifecycle.EventPoolUp,
+		lifecycle.EventReplacing, lifecycle.EventReplaced, lifecycle.EventReload:
 		level = slog.LevelInfo
+	case lifecycle.EventStopped:
+		// A planned exit (a replaced process, the shutdown) is no warning.
+		if strings.HasPrefix(e.Reason, "reload,") || strings.HasPrefix(e.Reason, "max_") || strings.HasPrefix(e.Reason, "shutdown,") {
+			level = slog.LevelInfo
+		}
+	}
+	if e.Kind == lifecycle.EventReload && strings.HasPrefix(e.Reason, "failed") {
+		level = slog.LevelError
 	}
 	attrs := []slog.Attr{slog.String("kind", e.Kind)}
 	if e.Worker != "" {
@@ -266,6 +281,13 @@ func serve(cfg Config, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer func() {
+		signal.Stop(hups)
+		close(hups) // nothing sends after Stop: ends reloadOn
+	}()
+	go a.reloadOn(hups)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -323,9 +345,6 @@ func serve(cfg Config, stderr io.Writer) int {
 	}
 	for _, v := range cfg.UnknownVars {
 		logger.Warn("ignoring unknown setting (a typo?)", "variable", v)
-	}
-	for _, v := range cfg.unenforcedRecycling() {
-		logger.Warn("setting accepted but not enforced by this release: no process is recycled or killed for it", "variable", v)
 	}
 	logger.Info("obsproxy started", "version", version, "listen", ln.Addr().String(), "tls", a.tls != nil, "h2c", cfg.H2C,
 		"admin", addrOf(adminLn), "workers", len(a.pool.Workers()), "lb_policy", a.pool.Policy().String(),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -23,12 +24,36 @@ func (a *app) newSupervisor(cfg Config) error {
 		SocketDir: cfg.WorkerSocketDir, StartTimeout: cfg.WorkerStartTimeout, StopTimeout: cfg.WorkerStopTimeout,
 		BackoffMax: cfg.WorkerBackoffMax, SampleInterval: cfg.SampleInterval,
 		Kick: a.prober.Kick, Logger: a.logger, Reaper: reaperCommand(a.logger),
+		Probe: a.prober.Serves, CloseIdle: a.proxy.CloseIdle,
+		MaxRequests: int64(cfg.WorkerMaxRequests), MaxRSS: uint64(cfg.WorkerMaxRSS), MaxLifetime: cfg.WorkerMaxLifetime,
+		Jitter: cfg.WorkerRecycleJitter, StuckTimeout: cfg.WorkerStuckTimeout,
 	})
 	if err != nil {
 		return err
 	}
 	a.registry.MustRegister(a.supervisor)
 	return nil
+}
+
+// reloadOn starts a rolling restart of the workers at every SIGHUP (spec
+// section 8), until hups is no longer notified. In static mode SIGHUP is
+// logged and ignored: obsproxy has no process of its own to replace, and
+// the signal must not end it (its default action).
+func (a *app) reloadOn(hups <-chan os.Signal) {
+	for range hups {
+		if a.supervisor == nil {
+			a.logger.Warn("SIGHUP ignored: static mode has no worker processes to restart")
+			continue
+		}
+		switch err := a.supervisor.Restart(); {
+		case errors.Is(err, supervisor.ErrRestartRunning):
+			a.logger.Warn("SIGHUP ignored: a rolling restart is already running")
+		case err != nil:
+			a.logger.Warn("SIGHUP ignored", "err", err)
+		default:
+			a.logger.Info("SIGHUP: rolling restart of the workers")
+		}
+	}
 }
 
 // stopWorkers stops every worker process and waits until all are reaped;
