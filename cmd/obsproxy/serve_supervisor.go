@@ -84,28 +84,17 @@ func (a *app) processFigures() func() []admin.ProcessFigures {
 	}
 }
 
-// rollingRestarter is the supervisor's rolling restart (issue 14): Restart
-// starts one in the background and returns nil, or an error
-// (supervisor.ErrRestartRunning) while one runs.
-//
-// TODO(issue 14, merge): *supervisor.Supervisor gains Restart in the
-// integrator's branch; once it has, restartWorkers can call
-// a.supervisor.Restart directly and this interface can go.
-type rollingRestarter interface{ Restart() error }
-
 // restartWorkers is the admin plane's POST /admin/api/workers/restart
 // (spec section 8): nil in static mode (the route answers 404), else a
-// function that starts a rolling restart and reports whether it did (false
-// while one runs: 409).
+// function that starts a rolling restart and reports whether it did: false
+// (409) while one runs, and also before the supervisor started or once it
+// stopped (Supervisor.Restart's other error), when no roll can start.
 func (a *app) restartWorkers() func() bool {
 	if a.supervisor == nil {
 		return nil
 	}
-	r, ok := any(a.supervisor).(rollingRestarter)
-	if !ok {
-		return nil
-	}
-	return func() bool { return r.Restart() == nil }
+	sup := a.supervisor
+	return func() bool { return sup.Restart() == nil }
 }
 
 // reaperCommand is this binary run as the supervisor's reaper; nil (no
