@@ -335,7 +335,11 @@
       time.title = t.toString();
       li.appendChild(time);
       li.appendChild(el("span", "eworker" + (e.worker ? "" : " pool"), e.worker || "pool"));
-      li.appendChild(badge("kind-" + e.kind, e.kind.replace(/_/g, " ")));
+      var kb = badge("kind-" + e.kind, e.kind.replace(/_/g, " "));
+      kb.title = kb.textContent;
+      // A rolling restart that stopped: "failed at w2: …", not started or succeeded.
+      if (e.kind === "reload" && !/^(started|succeeded)/.test(e.reason || "")) kb.classList.add("badge-reload-failed");
+      li.appendChild(kb);
       var reason = el("span", "ereason", e.reason || "");
       reason.title = e.reason || "";
       li.appendChild(reason);
@@ -519,6 +523,17 @@
     404: "not available (obsproxy does not run the workers)"
   };
 
+  // restartMark is the newest event seq known when a restart answered 202
+  // or 409: the roll's end is the first pool "reload" event after it whose
+  // reason is not "started" ("succeeded in 14.2s", or why it stopped).
+  // null while the page waits for no roll.
+  var restartMark = null;
+
+  function newestSeq() {
+    var evs = (last && last.events) || [];
+    return evs.length ? evs[0].seq : 0;
+  }
+
   function setRestartStatus(state, text) {
     var st = $("restart-status");
     st.dataset.state = state;
@@ -547,14 +562,28 @@
         if (r.status === 202) setRestartStatus("started", "restart started at " + fmtClock(new Date()) + " · progress in the event log");
         else if (r.status === 409) setRestartStatus("running", "a restart is already running");
         else setRestartStatus("error", "restart failed: " + (RESTART_REFUSED[r.status] || "HTTP " + r.status));
+        if (r.status === 202 || r.status === 409) restartMark = newestSeq();
       }, function () {
         setRestartStatus("error", "restart failed: obsproxy did not answer");
       })
       .then(function () { btn.disabled = false; });
   }
 
+  // renderRestart shows the box in supervisor mode, and the outcome of
+  // the roll the operator started (or found running) once it ends.
   function renderRestart(s) {
     $("restart").hidden = s.supervised !== true;
+    if (restartMark == null) return;
+    var evs = s.events || []; // newest first
+    for (var i = 0; i < evs.length && evs[i].seq > restartMark; i++) {
+      var e = evs[i];
+      if (e.kind === "reload" && !e.worker && e.reason !== "started") {
+        restartMark = null;
+        var ok = /^succeeded/.test(e.reason);
+        setRestartStatus(ok ? "done" : "error", "restart " + e.reason + " (" + fmtClock(new Date(e.time)) + ")");
+        return;
+      }
+    }
   }
 
   // ---- the live stream -------------------------------------------------------
