@@ -40,7 +40,17 @@ type restartLoad struct {
 	ok, fail atomic.Int64
 	mu       sync.Mutex
 	firstErr string
+	samples  []loadSample // every loadStep, under mu
 }
+
+// loadSample is the count of successful requests at a moment.
+type loadSample struct {
+	at time.Time
+	ok int64
+}
+
+// loadStep is how often restartLoad samples its count.
+const loadStep = 250 * time.Millisecond
 
 // startRestartLoad starts n client goroutines; t.Cleanup ends them.
 func startRestartLoad(t *testing.T, in *instance, n int) *restartLoad {
@@ -75,9 +85,50 @@ func startRestartLoad(t *testing.T, in *instance, n int) *restartLoad {
 			}
 		}()
 	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		tick := time.NewTicker(loadStep)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case now := <-tick.C:
+				l.mu.Lock()
+				l.samples = append(l.samples, loadSample{now, l.ok.Load()})
+				l.mu.Unlock()
+			}
+		}
+	}()
 	t.Cleanup(func() { l.end() })
 	eventually(t, 30*time.Second, func() bool { return l.ok.Load() > 20 }, "load flowing")
 	return l
+}
+
+// rates returns the successful requests per second over [from, to], and
+// the lowest rate over any one second inside it (the dip).
+func (l *restartLoad) rates(from, to time.Time) (mean, lowest float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var in []loadSample
+	for _, s := range l.samples {
+		if !s.at.Before(from) && !s.at.After(to) {
+			in = append(in, s)
+		}
+	}
+	if len(in) < 2 {
+		return 0, 0
+	}
+	first, last := in[0], in[len(in)-1]
+	mean = float64(last.ok-first.ok) / last.at.Sub(first.at).Seconds()
+	lowest = mean
+	per := int(time.Second / loadStep)
+	for i := 0; i+per < len(in); i++ {
+		r := float64(in[i+per].ok-in[i].ok) / in[i+per].at.Sub(in[i].at).Seconds()
+		lowest = min(lowest, r)
+	}
+	return mean, lowest
 }
 
 // end stops the clients, waits for them and returns the counts.
@@ -196,6 +247,7 @@ func TestAdminRestartAPI(t *testing.T) {
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3"}, restartArgv()...)
 	before := awaitRestartUp(t, in, "", 3)
 	load := startRestartLoad(t, in, 4)
+	time.Sleep(3 * time.Second) // a baseline for the req/s figure, not a wait for a condition
 
 	began := time.Now()
 	code, body := adminRequest(t, in, http.MethodPost, "/admin/api/workers/restart", nil)
@@ -210,6 +262,8 @@ func TestAdminRestartAPI(t *testing.T) {
 
 	after := awaitRolled(t, in, "", before)
 	took := time.Since(began)
+	baseline, _ := load.rates(began.Add(-3*time.Second), began)
+	during, dip := load.rates(began, began.Add(took))
 	eventually(t, 30*time.Second, func() bool {
 		after = readRestartFigures(t, in, "", 3)
 		return after.reloadExits == before.reloadExits+3
@@ -220,6 +274,10 @@ func TestAdminRestartAPI(t *testing.T) {
 	assert.Equal(t, before.started+3, after.started, "one new process per worker, no other start")
 	t.Logf("POST answered in %v; roll of 3 workers took %v (to reloads_total success and every old pid reaped); %d GETs, %d failed",
 		answeredIn.Round(time.Millisecond), took.Round(time.Millisecond), ok, failed)
+	if baseline > 0 {
+		t.Logf("GET/s (4 clients, one loaded machine): %.0f before, %.0f during the roll (%.2f×), lowest one-second window %.0f (%.2f×)",
+			baseline, during, during/baseline, dip, dip/baseline)
+	}
 }
 
 // TestAdminRestartCrossSite: with OBSPROXY_ADMIN_TOKEN set, a cross-site
