@@ -212,7 +212,7 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, 
 	sl.mu.Lock()
 	sl.old = append(sl.old, old)
 	sl.mu.Unlock()
-	sl.s.closeIdle(sl.w)
+	sl.s.closeStale(sl.w)
 	sl.kickProbe()
 	sl.logger.Info("worker process replaced: the old one drains", "old_pid", old.pid, "pid", np.pid, "reason", why,
 		"after", time.Since(np.started).Round(time.Millisecond).String())
@@ -267,6 +267,9 @@ wait:
 				"open_connections", old.ep.OpenConns(), "stop_timeout", sl.s.cfg.StopTimeout.String())
 			break wait
 		case <-poll.C:
+			// A connection whose request ended since went back to its
+			// pool: close it rather than wait for its idle timeout.
+			sl.s.closeStale(sl.w)
 		}
 	}
 	sl.terminate(old, why)
@@ -288,10 +291,11 @@ func (s *Supervisor) probe(ctx context.Context, w *lifecycle.Worker, ep *lifecyc
 	return true
 }
 
-// closeIdle closes the proxy's idle connections to w (Config.CloseIdle).
-func (s *Supervisor) closeIdle(w *lifecycle.Worker) {
-	if s.cfg.CloseIdle != nil {
-		s.cfg.CloseIdle(w)
+// closeStale closes the proxy's idle connections to w's earlier processes
+// (Config.CloseStale).
+func (s *Supervisor) closeStale(w *lifecycle.Worker) {
+	if s.cfg.CloseStale != nil {
+		s.cfg.CloseStale(w)
 	}
 }
 
