@@ -59,11 +59,19 @@ func (s *Supervisor) tryGate() bool {
 func (s *Supervisor) releaseGate() { <-s.gate }
 
 // serve follows p, found serving, until it is reaped (see watch): it
-// replaces it when a rolling restart or a recycling limit asks, and kills
-// it when it is stuck. It returns how long the process it ends with served.
-func (sl *slot) serve(ctx context.Context, p *process) time.Duration {
+// replaces it when a rolling restart (first, pending, when one asked while
+// p started) or a recycling limit asks, and kills it when it is stuck. It
+// returns how long the process it ends with served.
+func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) time.Duration {
 	check := time.NewTicker(checkInterval)
 	defer check.Stop()
+	if pending != nil {
+		np, err := sl.surge(ctx, p, pending.why)
+		pending.done <- err
+		if np != nil {
+			p = np
+		}
+	}
 	for {
 		select {
 		case <-p.done:
