@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -128,6 +129,32 @@ func TestDownWorkerDoesNotHandItsShareToItsNeighbour(t *testing.T) {
 			p := testPool(t, policy, 3)
 			p.Workers()[1].SetState(StateDown)
 			assert.Equal(t, map[string]int{"a": 50, "c": 50}, picks(p, 100))
+		})
+	}
+}
+
+// BenchmarkPick is the pick on the request path: without a request limit
+// (one atomic load per candidate more than before issue 14) and with one
+// (the compare-and-swap count).
+func BenchmarkPick(b *testing.B) {
+	for _, limit := range []int64{0, 1 << 62} {
+		b.Run(fmt.Sprintf("limit=%d", limit), func(b *testing.B) {
+			cfgs := []WorkerConfig{{Name: "w1", Network: "unix"}, {Name: "w2", Network: "unix"}, {Name: "w3", Network: "unix"}, {Name: "w4", Network: "unix"}}
+			p, err := NewPool(Config{Workers: cfgs, Supervised: true, InitialState: StateUp})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, w := range p.Workers() {
+				p.SetRequestLimit(w, limit)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if p.Pick() == nil {
+						b.Fatal("no worker")
+					}
+				}
+			})
 		})
 	}
 }

@@ -77,6 +77,10 @@ type Worker struct {
 	repl replacement // the current process's request limit, the stuck mark
 }
 
+// Supervised reports whether a supervisor runs the worker's processes
+// (no configured Address: each process publishes its own Endpoint).
+func (w *Worker) Supervised() bool { return w.Address == "" }
+
 // State returns the worker's current state.
 func (w *Worker) State() State { return State(w.state.Load()) }
 

@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,7 +73,7 @@ func TestNetHTTPGenerationNeverReusesOldProcessConnection(t *testing.T) {
 	t.Cleanup(newSrv.Close)
 	w := &lifecycle.Worker{Name: "w1", Network: "tcp"}
 	w.SetEndpoint("tcp", oldSrv.Listener.Addr().String(), 1, time.Now())
-	tr := newNetHTTPTransport(w, Config{DialTimeout: time.Second, ResponseTimeout: 2 * time.Second,
+	tr := newGenTransport(w, Config{DialTimeout: time.Second, ResponseTimeout: 2 * time.Second,
 		IdleConnTimeout: 10 * time.Second, MaxIdleConnsPerWorker: 4})
 	t.Cleanup(tr.CloseIdleConnections)
 	get := func() {
@@ -86,7 +89,6 @@ func TestNetHTTPGenerationNeverReusesOldProcessConnection(t *testing.T) {
 	get()
 	get()
 	require.Equal(t, int32(2), oldHits.Load())
-	time.Sleep(2 * staleAfterIdle) // the pooled connection is idle, as between two requests
 	w.SetEndpoint("tcp", newSrv.Listener.Addr().String(), 2, time.Now())
 	get()
 	assert.Equal(t, int32(2), oldHits.Load(), "the kept-alive connection to the old process is not used")
@@ -99,4 +101,65 @@ func TestNetHTTPGenerationNeverReusesOldProcessConnection(t *testing.T) {
 	require.True(t, errors.As(err, &op), fmt.Sprint(err))
 	assert.Equal(t, "dial", op.Op)
 	assert.ErrorIs(t, err, lifecycle.ErrNoProcess)
+}
+
+// A replacement while a request body is being streamed to the old process
+// (issue 14): the request completes on its connection, the old process's
+// tracked connections fall to zero once it ends and CloseStale ran, and the
+// current process's pooled connection stays.
+func TestGenerationSwitchMidBodyAndCloseStale(t *testing.T) {
+	bodyStarted := make(chan struct{})
+	var oldGot atomic.Int64
+	oldSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1)
+		n, _ := r.Body.Read(buf)
+		close(bodyStarted)
+		rest, _ := io.ReadAll(r.Body)
+		oldGot.Store(int64(n + len(rest)))
+	}))
+	t.Cleanup(oldSrv.Close)
+	var newHits atomic.Int32
+	newSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { newHits.Add(1) }))
+	t.Cleanup(newSrv.Close)
+
+	pool, err := lifecycle.NewPool(lifecycle.Config{Workers: []lifecycle.WorkerConfig{{Name: "w1", Network: "tcp"}}, Supervised: true})
+	require.NoError(t, err)
+	w := pool.Workers()[0]
+	oldEP := w.SetEndpoint("tcp", oldSrv.Listener.Addr().String(), 1, time.Now())
+	h, err := New(Config{Pool: pool, DialTimeout: time.Second})
+	require.NoError(t, err)
+	tr := h.proxies[0].Transport.(*streamTransport).rt
+	t.Cleanup(func() { h.CloseStale(w); tr.(interface{ CloseIdleConnections() }).CloseIdleConnections() })
+
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://worker.test/upload", pr)
+		req.ContentLength = 3 * 1000
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	pw.Write(bytes.Repeat([]byte("x"), 1000))
+	<-bodyStarted
+	w.SetEndpoint("tcp", newSrv.Listener.Addr().String(), 2, time.Now())
+	h.CloseStale(w)
+	time.Sleep(100 * time.Millisecond) // a pause in the body, longer than any idle rule
+	pw.Write(bytes.Repeat([]byte("x"), 2000))
+	pw.Close()
+	require.NoError(t, <-done, "the body's request completes on the old process")
+	assert.Equal(t, int64(3000), oldGot.Load())
+
+	// New requests go to the new process; the old connection, back in
+	// its retired pool, is closed by CloseStale.
+	req, _ := http.NewRequest(http.MethodPut, "http://worker.test/x", strings.NewReader("y"))
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, int32(1), newHits.Load())
+	h.CloseStale(w)
+	h1tEventually(t, func() bool { return oldEP.OpenConns() == 0 }, "the old process has no connection left")
+	assert.Equal(t, int64(1), w.Endpoint().OpenConns(), "the new process's pooled connection stays")
 }

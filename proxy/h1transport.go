@@ -183,6 +183,27 @@ func (t *h1Transport) closeIdle() {
 	}
 }
 
+// closeStale closes the pooled connections to processes the worker moved
+// on from (an older Endpoint generation), keeping the current ones.
+func (t *h1Transport) closeStale() {
+	var stale []*h1Conn
+	t.mu.Lock()
+	kept := t.idle[:0]
+	for _, c := range t.idle {
+		if t.worker.Current(c.gen) {
+			kept = append(kept, c)
+		} else {
+			stale = append(stale, c)
+		}
+	}
+	clear(t.idle[len(kept):])
+	t.idle = kept
+	t.mu.Unlock()
+	for _, c := range stale {
+		c.close()
+	}
+}
+
 // idleConns returns the number of pooled connections.
 func (t *h1Transport) idleConns() int {
 	t.mu.Lock()

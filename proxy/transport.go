@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,9 +13,13 @@ import (
 
 // newTransport returns the transport for one worker: for an HTTP/1.1
 // worker the lean h1Transport in front of a tuned net/http.Transport, for an
-// h2c worker the tuned net/http.Transport alone.
+// h2c worker the tuned net/http.Transport alone. A supervised worker's
+// net/http.Transport is one per process (genTransport).
 func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
-	t := newNetHTTPTransport(w, cfg)
+	var t http.RoundTripper = newNetHTTPTransport(w, cfg)
+	if w.Supervised() {
+		t = newGenTransport(w, cfg)
+	}
 	if w.H2C {
 		return t
 	}
@@ -22,44 +27,93 @@ func newTransport(w *lifecycle.Worker, cfg Config) http.RoundTripper {
 }
 
 // dialWorker dials w's current Endpoint (its address in static mode, its
-// current process's in supervisor mode); with none, it fails at once with a
-// dial error wrapping lifecycle.ErrNoProcess, which the proxy treats as a
-// connect failure (retried on another worker).
+// current process's in supervisor mode), counting the connection in the
+// endpoint's OpenConns; with none, it fails at once with a dial error
+// wrapping lifecycle.ErrNoProcess, which the proxy treats as a connect
+// failure (retried on another worker).
 func dialWorker(ctx context.Context, d *net.Dialer, w *lifecycle.Worker) (net.Conn, error) {
-	c, ep, err := w.DialTracked(ctx, d)
-	if err != nil || ep.Generation == 0 {
-		return c, err
-	}
-	return &generationConn{Conn: c, w: w, gen: ep.Generation}, nil
+	c, _, err := w.DialTracked(ctx, d)
+	return c, err
 }
 
-// generationConn is a net/http.Transport connection to one process of a
-// supervised worker. net/http gives no hook when it pools a connection, so
-// the check is at the next request's first write: once the worker has moved
-// on to another process, a write on a connection that has been idle fails
-// before a byte is sent, which net/http.Transport answers by sending the
-// request again on a new connection (its "nothing written" retry). A
-// connection whose request is under way (its last write less than
-// staleAfterIdle ago, e.g. a request body being streamed) keeps writing.
-type generationConn struct {
-	net.Conn
-	w         *lifecycle.Worker
-	gen       uint64
-	lastWrite atomic.Int64 // unix nanoseconds
+// genTransport is a supervised worker's net/http.Transport, one per
+// process generation: net/http gives no hook when it pools or reuses a
+// connection, so a request after the worker moved on to a new process
+// (a replacement, a restart) goes through a new Transport, which dials the
+// new process, and never through a connection kept alive to the old one.
+// The old Transport keeps the requests and streams already under way on
+// it until they end (the old process drains, spec section 8); closeStale
+// closes its idle connections, so that the old process's connection count
+// falls to zero once its last request ends. The request path costs one
+// atomic load and a comparison.
+type genTransport struct {
+	w   *lifecycle.Worker
+	cfg Config
+	cur atomic.Pointer[genEntry]
+
+	mu      sync.Mutex
+	retired []*http.Transport // the last transports replaced, newest last
 }
 
-// staleAfterIdle is how long a generationConn of an old process must have
-// written nothing before a write is taken as a new request's.
-const staleAfterIdle = 50 * time.Millisecond
+type genEntry struct {
+	gen uint64
+	t   *http.Transport
+}
 
-func (c *generationConn) Write(p []byte) (int, error) {
-	now := time.Now().UnixNano()
-	if !c.w.Current(c.gen) && now-c.lastWrite.Load() >= int64(staleAfterIdle) {
-		c.Conn.Close()
-		return 0, errStaleConn
+// maxRetired bounds the retired transports kept for closeStale: a process
+// drains within the stop timeout, long before four more replacements of
+// the same worker.
+const maxRetired = 4
+
+func newGenTransport(w *lifecycle.Worker, cfg Config) *genTransport {
+	g := &genTransport{w: w, cfg: cfg}
+	g.cur.Store(&genEntry{gen: w.Generation(), t: newNetHTTPTransport(w, cfg)})
+	return g
+}
+
+// current returns the Transport of the worker's current generation,
+// retiring the previous one when the worker moved on.
+func (g *genTransport) current() *http.Transport {
+	gen := g.w.Generation()
+	if e := g.cur.Load(); e.gen == gen {
+		return e.t
 	}
-	c.lastWrite.Store(now)
-	return c.Conn.Write(p)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.cur.Load()
+	if e.gen == gen {
+		return e.t
+	}
+	g.cur.Store(&genEntry{gen: gen, t: newNetHTTPTransport(g.w, g.cfg)})
+	e.t.CloseIdleConnections()
+	if len(g.retired) == maxRetired {
+		g.retired = append(g.retired[:0], g.retired[1:]...)
+	}
+	g.retired = append(g.retired, e.t)
+	return g.cur.Load().t
+}
+
+// RoundTrip implements http.RoundTripper.
+func (g *genTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return g.current().RoundTrip(r)
+}
+
+// CloseIdleConnections closes every idle connection, old processes' too.
+func (g *genTransport) CloseIdleConnections() {
+	g.closeStale()
+	g.current().CloseIdleConnections()
+}
+
+// closeStale closes the idle connections to the worker's earlier
+// processes, and none to its current one.
+func (g *genTransport) closeStale() {
+	g.current()
+	g.mu.Lock()
+	retired := append([]*http.Transport(nil), g.retired...)
+	g.mu.Unlock()
+	for _, t := range retired {
+		t.CloseIdleConnections()
+	}
 }
 
 // newNetHTTPTransport returns the net/http.Transport for one worker: all of
@@ -101,15 +155,24 @@ func newNetHTTPTransport(w *lifecycle.Worker, cfg Config) *http.Transport {
 	return t
 }
 
-// CloseIdle closes w's pooled idle connections: a supervisor calls it when
-// w's new process takes over, so that the old process's idle connections do
-// not keep it from draining (its busy ones close as their requests end).
-// Safe for concurrent use.
-func (h *Handler) CloseIdle(w *lifecycle.Worker) {
+// CloseStale closes w's idle connections to processes other than its
+// current one: a supervisor calls it when w's new process takes over, and
+// while the old one drains, so that idle connections do not keep the old
+// process from draining (its busy ones close as their requests end).
+// Connections to the current process stay pooled. Safe for concurrent use.
+func (h *Handler) CloseStale(w *lifecycle.Worker) {
 	if w == nil || w.Index >= len(h.proxies) {
 		return
 	}
-	if t, ok := h.proxies[w.Index].Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
+	rt := h.proxies[w.Index].Transport
+	if st, ok := rt.(*streamTransport); ok {
+		rt = st.rt
+	}
+	if h1, ok := rt.(*h1Transport); ok {
+		h1.closeStale()
+		rt = h1.fallback
+	}
+	if g, ok := rt.(*genTransport); ok {
+		g.closeStale()
 	}
 }

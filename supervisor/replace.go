@@ -59,11 +59,19 @@ func (s *Supervisor) tryGate() bool {
 func (s *Supervisor) releaseGate() { <-s.gate }
 
 // serve follows p, found serving, until it is reaped (see watch): it
-// replaces it when a rolling restart or a recycling limit asks, and kills
-// it when it is stuck. It returns how long the process it ends with served.
-func (sl *slot) serve(ctx context.Context, p *process) time.Duration {
+// replaces it when a rolling restart (first, pending, when one asked while
+// p started) or a recycling limit asks, and kills it when it is stuck. It
+// returns how long the process it ends with served.
+func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) time.Duration {
 	check := time.NewTicker(checkInterval)
 	defer check.Stop()
+	if pending != nil {
+		np, err := sl.surge(ctx, p, pending.why)
+		pending.done <- err
+		if np != nil {
+			p = np
+		}
+	}
 	for {
 		select {
 		case <-p.done:
@@ -212,7 +220,7 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, 
 	sl.mu.Lock()
 	sl.old = append(sl.old, old)
 	sl.mu.Unlock()
-	sl.s.closeIdle(sl.w)
+	sl.s.closeStale(sl.w)
 	sl.kickProbe()
 	sl.logger.Info("worker process replaced: the old one drains", "old_pid", old.pid, "pid", np.pid, "reason", why,
 		"after", time.Since(np.started).Round(time.Millisecond).String())
@@ -267,6 +275,9 @@ wait:
 				"open_connections", old.ep.OpenConns(), "stop_timeout", sl.s.cfg.StopTimeout.String())
 			break wait
 		case <-poll.C:
+			// A connection whose request ended since went back to its
+			// pool: close it rather than wait for its idle timeout.
+			sl.s.closeStale(sl.w)
 		}
 	}
 	sl.terminate(old, why)
@@ -288,10 +299,11 @@ func (s *Supervisor) probe(ctx context.Context, w *lifecycle.Worker, ep *lifecyc
 	return true
 }
 
-// closeIdle closes the proxy's idle connections to w (Config.CloseIdle).
-func (s *Supervisor) closeIdle(w *lifecycle.Worker) {
-	if s.cfg.CloseIdle != nil {
-		s.cfg.CloseIdle(w)
+// closeStale closes the proxy's idle connections to w's earlier processes
+// (Config.CloseStale).
+func (s *Supervisor) closeStale(w *lifecycle.Worker) {
+	if s.cfg.CloseStale != nil {
+		s.cfg.CloseStale(w)
 	}
 }
 

@@ -241,6 +241,15 @@ func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 	kick := time.NewTicker(KickInterval)
 	defer kick.Stop()
 	serving := false
+	// A rolling restart's request while p starts waits until p serves: p
+	// may have been started before the new code was deployed. If p never
+	// serves, the next process runs the code on disk: nothing to replace.
+	var pending *replaceRequest
+	defer func() {
+		if pending != nil {
+			pending.done <- nil
+		}
+	}()
 	sl.kickProbe()
 	for !serving {
 		select {
@@ -256,7 +265,10 @@ func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 			<-p.done
 			return sl.ended(p)
 		case req := <-sl.replace:
-			req.done <- nil // it started just now: it runs the code on disk
+			if pending != nil {
+				pending.done <- nil
+			}
+			pending = &req
 		case <-kick.C:
 			if sl.w.Up() {
 				serving = true
@@ -268,7 +280,9 @@ func (sl *slot) watch(ctx context.Context, p *process) (served time.Duration) {
 		}
 	}
 	kick.Stop()
-	return sl.serve(ctx, p)
+	req := pending
+	pending = nil
+	return sl.serve(ctx, p, req)
 }
 
 func (sl *slot) kickProbe() {

@@ -69,9 +69,11 @@ type Config struct {
 	// own probe, spec section 8); nil takes an accepted connection as
 	// serving.
 	Probe func(ctx context.Context, w *lifecycle.Worker, ep *lifecycle.Endpoint) bool
-	// CloseIdle, when set, closes the proxy's idle connections to a worker
-	// whose new process took over, so that the old one drains at once.
-	CloseIdle func(*lifecycle.Worker)
+	// CloseStale, when set, closes the proxy's idle connections to a
+	// worker's earlier processes (proxy.Handler.CloseStale): called when a
+	// new process takes over and while the old one drains, so that pooled
+	// connections do not keep it from draining.
+	CloseStale func(*lifecycle.Worker)
 	// MaxRequests, MaxRSS (bytes) and MaxLifetime are the recycling limits
 	// of spec section 8 (OBSPROXY_WORKER_MAX_REQUESTS, _MAX_RSS,
 	// _MAX_LIFETIME); zero turns each off. Jitter

@@ -24,7 +24,7 @@ func (a *app) newSupervisor(cfg Config) error {
 		SocketDir: cfg.WorkerSocketDir, StartTimeout: cfg.WorkerStartTimeout, StopTimeout: cfg.WorkerStopTimeout,
 		BackoffMax: cfg.WorkerBackoffMax, SampleInterval: cfg.SampleInterval,
 		Kick: a.prober.Kick, Logger: a.logger, Reaper: reaperCommand(a.logger),
-		Probe: a.prober.Serves, CloseIdle: a.proxy.CloseIdle,
+		Probe: a.prober.Serves, CloseStale: a.proxy.CloseStale,
 		MaxRequests: int64(cfg.WorkerMaxRequests), MaxRSS: uint64(cfg.WorkerMaxRSS), MaxLifetime: cfg.WorkerMaxLifetime,
 		Jitter: cfg.WorkerRecycleJitter, StuckTimeout: cfg.WorkerStuckTimeout,
 	})

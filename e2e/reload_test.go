@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obsproxy/obsproxy/internal/metricstest"
+)
+
+// Rolling restarts (spec section 8, issue 14): SIGHUP replaces every
+// worker's process one at a time, each replacement serving before its old
+// process drains, and no request fails.
+
+// steadyLoad is issue 14's load during a roll: 8 clients of GETs, a POST
+// with a body every 100 ms, one SSE stream and one WebSocket that end on
+// their own. Every failure is recorded.
+type steadyLoad struct {
+	in       *instance
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ok, bad  atomic.Int64
+	posts    atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	buckets  []int64 // successful requests per 250 ms since start
+	began    time.Time
+}
+
+func startSteadyLoad(t *testing.T, in *instance) *steadyLoad {
+	l := &steadyLoad{in: in, stop: make(chan struct{}), began: time.Now(), buckets: make([]int64, 400)}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	t.Cleanup(client.CloseIdleConnections)
+	record := func(err error, code int, what string) {
+		if err == nil && code == http.StatusOK {
+			l.ok.Add(1)
+			if i := int(time.Since(l.began) / (250 * time.Millisecond)); i < len(l.buckets) {
+				atomic.AddInt64(&l.buckets[i], 1)
+			}
+			return
+		}
+		l.bad.Add(1)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.failures) < 20 {
+			l.failures = append(l.failures, fmt.Sprintf("%s: code %d err %v", what, code, err))
+		}
+	}
+	for range 8 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := client.Get(in.url + "/")
+				code := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				record(err, code, "GET /")
+			}
+		}()
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		body := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			resp, err := client.Post(in.url+"/upload", "application/octet-stream", bytes.NewReader(body))
+			code := 0
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+				if code == http.StatusOK && !strings.Contains(string(b), `"bytes":65536`) {
+					code = -1 // the body did not arrive whole
+				}
+			}
+			l.posts.Add(1)
+			record(err, code, "POST /upload")
+		}
+	}()
+	return l
+}
+
+// finish stops the load and returns the successful and failed counts.
+func (l *steadyLoad) finish() (ok, bad int64) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.bad.Load()
+}
+
+// rate returns the successful requests per second between from and to
+// (times since the load began).
+func (l *steadyLoad) rate(from, to time.Duration) float64 {
+	i, j := int(from/(250*time.Millisecond)), int(to/(250*time.Millisecond))
+	if j <= i || j > len(l.buckets) {
+		return 0
+	}
+	var n int64
+	for k := i; k < j; k++ {
+		n += atomic.LoadInt64(&l.buckets[k])
+	}
+	return float64(n) / (float64(j-i) * 0.25)
+}
+
+// minRate returns the lowest rate of any 1 s window between from and to.
+func (l *steadyLoad) minRate(from, to time.Duration) float64 {
+	low := -1.0
+	for s := from; s+time.Second <= to; s += 250 * time.Millisecond {
+		if r := l.rate(s, s+time.Second); low < 0 || r < low {
+			low = r
+		}
+	}
+	return low
+}
+
+// sseStream reads an SSE stream of count events to its end and reports how
+// many arrived.
+func sseStream(in *instance, count int, interval time.Duration) <-chan int {
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("%s/sse?count=%d&interval=%g", in.url, count, interval.Seconds()))
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- strings.Count(string(b), "data: ")
+	}()
+	return got
+}
+
+// wsSession opens a WebSocket, echoes n messages every interval, then
+// closes it, and reports how many echoes came back.
+func wsSession(in *instance, n int, interval time.Duration) <-chan int {
+	got := make(chan int, 1)
+	go func() {
+		ws, _, err := dialWebSocket(strings.TrimPrefix(in.url, "http://"), "/ws")
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer ws.close()
+		echoes := 0
+		for i := range n {
+			msg := fmt.Sprintf("m%d", i)
+			if ws.sendText(msg) != nil {
+				break
+			}
+			if _, s, err := ws.readMessage(); err != nil || s != msg {
+				break
+			}
+			echoes++
+			time.Sleep(interval)
+		}
+		got <- echoes
+	}()
+	return got
+}
+
+// rollUnderLoad runs issue 14's steady load, starts a rolling restart with
+// restart, and checks the outcome: zero failed requests, every pid
+// replaced, the SSE stream and the WebSocket complete, one successful
+// reload, the old processes reaped. It logs the roll's duration and the
+// request rate's dip.
+func rollUnderLoad(t *testing.T, in *instance, n int, restart func()) {
+	t.Helper()
+	in.awaitUp(t, n)
+	before := in.workerPIDs(t, n)
+	load := startSteadyLoad(t, in)
+	time.Sleep(2 * time.Second) // a baseline
+	sse := sseStream(in, 20, 200*time.Millisecond)
+	ws := wsSession(in, 15, 200*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // both open before the roll
+	rollAt := time.Since(load.began)
+	restart()
+	eventually(t, 120*time.Second, func() bool {
+		return in.value(t, "obsproxy_reloads_total", map[string]string{"result": "success"}) == 1
+	}, "the rolling restart succeeded")
+	rollEnd := time.Since(load.began)
+	time.Sleep(2 * time.Second) // after it
+	assert.Equal(t, 20, <-sse, "the SSE stream got every event")
+	assert.Equal(t, 15, <-ws, "the WebSocket got every echo")
+	ok, bad := load.finish()
+	after := in.workerPIDs(t, n)
+
+	load.mu.Lock()
+	assert.Zero(t, bad, "failed requests: %v", load.failures)
+	load.mu.Unlock()
+	assert.Positive(t, load.posts.Load())
+	for name, pid := range before {
+		assert.NotEqual(t, pid, after[name], "%s got a new process", name)
+		assert.NotZero(t, after[name])
+		old := pid
+		eventually(t, 30*time.Second, func() bool { return !alive(old) }, "%s's old process %d reaped", name, old)
+	}
+	assert.Equal(t, 0.0, in.value(t, "obsproxy_reloads_total", map[string]string{"result": "failure"}))
+	g := in.metrics(t)
+	assert.Equal(t, float64(n), metricstest.Sum(t, g, "obsproxy_worker_exits_total", map[string]string{"reason": "reload"}))
+	assert.Equal(t, float64(2*n), metricstest.Sum(t, g, "obsproxy_worker_started_total", nil), "every process counted")
+	assert.Equal(t, float64(n), metricstest.Sum(t, g, "obsproxy_worker_stopped_total", nil))
+	base := load.rate(0, rollAt)
+	t.Logf("roll of %d workers: %.1f s; %d requests ok, %d failed (%d POSTs); req/s before %.0f, during %.0f (lowest 1 s window %.0f), after %.0f",
+		n, (rollEnd - rollAt).Seconds(), ok, bad, load.posts.Load(), base, load.rate(rollAt, rollEnd), load.minRate(rollAt, rollEnd),
+		load.rate(rollEnd, rollEnd+2*time.Second))
+}
+
+// uvicornWorker is the worker command of examples/app under uvicorn
+// (python is set by TestMain).
+func uvicornWorker() []string {
+	return []string{python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app", "--uds", "{socket}", "--log-level", "warning"}
+}
+
+// SIGHUP with 4 uvicorn workers under load: zero failed requests.
+func TestReloadSIGHUPUvicorn(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=4", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"}, uvicornWorker()...)
+	rollUnderLoad(t, in, 4, func() { in.proc.signal(syscall.SIGHUP) })
+	kinds := map[string]int{}
+	for _, e := range in.events(t) {
+		kinds[e.Kind]++
+	}
+	assert.Equal(t, 4, kinds["replacing"])
+	assert.Equal(t, 4, kinds["replaced"])
+	assert.Equal(t, 2, kinds["reload"], "started and succeeded")
+}
+
+// The same roll through the admin API: 202, then the same outcome; a
+// second POST during the roll gets 409.
+func TestReloadAdminAPIUvicorn(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"}, uvicornWorker()...)
+	rollUnderLoad(t, in, 2, func() {
+		resp, err := http.Post(in.admin+"/admin/api/workers/restart", "", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusAccepted, resp.StatusCode)
+		resp, err = http.Post(in.admin+"/admin/api/workers/restart", "", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusConflict, resp.StatusCode, "a restart is running")
+	})
+}
+
+func TestReloadSIGHUPGranian(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"},
+		granian, "--interface", "asgi", "--uds", "{socket}", "--working-dir", "examples/app", "--log-level", "warning", "app:app")
+	rollUnderLoad(t, in, 2, func() { in.proc.signal(syscall.SIGHUP) })
+}
+
+func TestReloadSIGHUPHypercorn(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"},
+		hypercorn, "--bind", "unix:{socket}", "--log-level", "warning", "examples/app/app.py:app")
+	rollUnderLoad(t, in, 2, func() { in.proc.signal(syscall.SIGHUP) })
+}
+
+// A roll whose new code cannot start stops at the first replacement: the
+// old processes serve on, reloads_total{failure} 1; once the code is fixed,
+// SIGHUP succeeds.
+func TestReloadBrokenCodeStopsTheRoll(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join(repoRoot, "examples", "app", "app.py"))
+	require.NoError(t, err)
+	appFile := filepath.Join(dir, "app.py")
+	require.NoError(t, os.WriteFile(appFile, good, 0o644))
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_START_TIMEOUT=10s", "OBSPROXY_WORKER_STOP_TIMEOUT=10s"},
+		python, "-m", "uvicorn", "app:app", "--app-dir", dir, "--uds", "{socket}", "--log-level", "warning")
+	in.awaitUp(t, 2)
+	before := in.workerPIDs(t, 2)
+
+	require.NoError(t, os.WriteFile(appFile, append([]byte("def broken(:\n"), good...), 0o644))
+	load := startSteadyLoad(t, in)
+	in.proc.signal(syscall.SIGHUP)
+	eventually(t, 60*time.Second, func() bool {
+		return in.value(t, "obsproxy_reloads_total", map[string]string{"result": "failure"}) == 1
+	}, "the roll failed")
+	time.Sleep(time.Second)
+	ok, bad := load.finish()
+	load.mu.Lock()
+	assert.Zero(t, bad, "failed requests: %v", load.failures)
+	load.mu.Unlock()
+	assert.Positive(t, ok)
+	assert.Equal(t, before, in.workerPIDs(t, 2), "the old processes serve on")
+	assert.Equal(t, 0.0, in.value(t, "obsproxy_reloads_total", map[string]string{"result": "success"}))
+	assert.Equal(t, 2, in.upWorkers(t))
+	var failed []string
+	for _, e := range in.events(t) {
+		if e.Kind == "reload" || e.Kind == "replace_failed" {
+			failed = append(failed, e.Kind+": "+e.Reason)
+		}
+	}
+	assert.Len(t, failed, 3, "reload started, w1's replacement failed, reload failed: %v", failed)
+	assert.Contains(t, in.proc.out.String(), "rolling restart stopped")
+
+	require.NoError(t, os.WriteFile(appFile, good, 0o644))
+	in.proc.signal(syscall.SIGHUP)
+	eventually(t, 60*time.Second, func() bool {
+		return in.value(t, "obsproxy_reloads_total", map[string]string{"result": "success"}) == 1
+	}, "the roll succeeded once the code is fixed")
+	after := in.workerPIDs(t, 2)
+	for name, pid := range before {
+		assert.NotEqual(t, pid, after[name], name)
+	}
+	in.awaitUp(t, 2)
+}
