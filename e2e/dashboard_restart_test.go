@@ -209,3 +209,32 @@ func TestDashboardRestartButton(t *testing.T) {
 	}
 	t.Logf("dashboard roll of 3 workers: %d GETs, %d failed; events seen: %d", ok, failed, len(p.Events))
 }
+
+// TestDashboardRestartButtonUnderLoad is issue 14's zero-loss roll started
+// by the dashboard's button in headless Chromium: four uvicorn workers
+// under the steady load of rollUnderLoad (8 clients of GETs, a POST with a
+// body every 100 ms, an SSE stream and a WebSocket that end on their own);
+// the click, once confirmed, answers "restart started", and the roll ends
+// with zero failed requests, every pid replaced and reaped, the streams
+// complete and reloads_total{result="success"} 1, which the status line
+// then reports.
+func TestDashboardRestartButtonUnderLoad(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=4", "OBSPROXY_WORKER_STOP_TIMEOUT=15s", "OBSPROXY_SAMPLE_INTERVAL=250ms"},
+		restartArgv()...)
+	b := startBrowser(t, time.Now().Add(300*time.Second))
+	b.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}, nil)
+	b.call(t, "Page.navigate", map[string]any{"url": in.admin + "/admin/"}, nil)
+	b.restartPage(t, 60*time.Second, "the restart button", func(p restartPage) bool { return p.Live == "1" && p.Shown })
+
+	rollUnderLoad(t, in, 4, func() {
+		b.evaluate(t, restartClick)
+		b.answerDialog(t, true)
+		p := b.restartPage(t, 30*time.Second, "the restart's answer", func(p restartPage) bool { return p.State != "" && p.State != "pending" })
+		require.Equal(t, "started", p.State, "status line: %q", p.Status)
+	})
+	p := b.restartPage(t, 30*time.Second, "the roll's outcome", func(p restartPage) bool { return p.State != "started" })
+	assert.Equal(t, "done", p.State)
+	assert.Contains(t, p.Status, "restart succeeded")
+	b.screenshot(t, filepath.Join(dashboardOutDir(t), "dashboard-restart-load.png"))
+	assert.Empty(t, b.problems, "the page reported errors")
+}
