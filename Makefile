@@ -28,11 +28,12 @@ test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the allowlist parser, the workers' metrics merge
+## fuzz: each fuzz target for FUZZTIME (default 30s): the token check, the client IP rule, the restart route's cross-site rule, the allowlist parser, the workers' metrics merge
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCredentialsMatch$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./admin
+	$(GO) test -run '^$$' -fuzz '^FuzzCrossSite$$' -fuzztime $(FUZZTIME) ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePrefixes$$' -fuzztime $(FUZZTIME) ./cmd/obsproxy
 	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./workermetrics
 
