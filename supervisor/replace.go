@@ -95,9 +95,8 @@ func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) 
 				sl.s.releaseGate()
 			}
 			if err != nil {
-				// The old process serves on, past its limit, rather than
-				// leave the worker without one.
-				sl.s.cfg.Pool.SetRequestLimit(sl.w, 0)
+				// replaceFailed lifted the limit: the old process serves
+				// on, past it, rather than leave the worker without one.
 				p.requestsLifted, p.retryAt = true, time.Now().Add(sl.s.cfg.StartTimeout)
 			}
 			if np != nil {
@@ -246,8 +245,14 @@ func (sl *slot) takeOver(np *process) {
 	sl.publish(np)
 }
 
-// replaceFailed logs and records a failed replacement and returns err.
+// replaceFailed logs and records a failed replacement and returns err. A
+// spent process's request limit is lifted first, so that the requests
+// waiting for the replacement (and the admission queue, which the event
+// wakes) go to it.
 func (sl *slot) replaceFailed(why string, err error) error {
+	if why == reasonMaxRequests {
+		sl.s.cfg.Pool.SetRequestLimit(sl.w, 0)
+	}
 	sl.logger.Error("worker process replacement failed: the old process serves on", "reason", why, "err", err)
 	sl.s.cfg.Pool.Note(sl.w, lifecycle.EventReplaceFailed, why+": "+err.Error())
 	return err
