@@ -198,6 +198,7 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, 
 		case <-old.done:
 			sl.ended(old)
 			sl.takeOver(np)
+			pool.Replaced(sl.w, old.pid, np.pid, np.started, why, np.maxRequests)
 			sl.kickProbe()
 			return np, nil
 		case <-ctx.Done():
