@@ -146,13 +146,14 @@ func (p *Pool) SetRequestLimit(w *Worker, n int64) {
 // the probe-timeout streak that the stuck-worker check reads starts over.
 // Safe for concurrent use.
 func (p *Pool) Replaced(w *Worker, oldPID, pid int, started time.Time, why string, limit int64) {
+	// The new count first: the event wakes requests waiting for a worker.
+	p.SetRequestLimit(w, limit)
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	r := &w.rec
 	r.pid, r.startedAt, r.hasUptime, r.running = pid, started, false, true
 	r.timeoutSince = time.Time{}
 	p.record(p.now(), w.Name, EventReplaced, "pid "+strconv.Itoa(oldPID)+" → pid "+strconv.Itoa(pid)+" ("+why+")")
-	p.mu.Unlock()
-	p.SetRequestLimit(w, limit)
 }
 
 // OldProcessExited records the exit of a process of w that no longer took

@@ -66,13 +66,18 @@ func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) 
 	check := time.NewTicker(checkInterval)
 	defer check.Stop()
 	if pending != nil {
-		np, err := sl.surge(ctx, p, pending.why)
+		np, tookOver, err := sl.surge(ctx, p, pending.why)
 		pending.done <- err
+		if tookOver {
+			return sl.watch(ctx, np)
+		}
 		if np != nil {
 			p = np
 		}
 	}
 	for {
+		var np *process
+		var tookOver bool
 		select {
 		case <-p.done:
 			return sl.ended(p)
@@ -80,28 +85,23 @@ func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) 
 			sl.stop(p)
 			return sl.ended(p)
 		case req := <-sl.replace:
-			np, err := sl.surge(ctx, p, req.why)
+			var err error
+			np, tookOver, err = sl.surge(ctx, p, req.why)
 			req.done <- err
-			if np != nil {
-				p = np
-			}
 		case <-sl.w.LimitReached():
 			// Spec section 8: the replacement starts at once. It does not
 			// wait for another recycle to end: its process already takes
 			// no requests, and waiting would only keep capacity down.
 			held := sl.s.tryGate()
-			np, err := sl.surge(ctx, p, reasonMaxRequests)
+			var err error
+			np, tookOver, err = sl.surge(ctx, p, reasonMaxRequests)
 			if held {
 				sl.s.releaseGate()
 			}
 			if err != nil {
-				// The old process serves on, past its limit, rather than
-				// leave the worker without one.
-				sl.s.cfg.Pool.SetRequestLimit(sl.w, 0)
+				// replaceFailed lifted the limit: the old process serves
+				// on, past it, rather than leave the worker without one.
 				p.requestsLifted, p.retryAt = true, time.Now().Add(sl.s.cfg.StartTimeout)
-			}
-			if np != nil {
-				p = np
 			}
 		case now := <-check.C:
 			if sl.stuck(p, now) {
@@ -111,14 +111,19 @@ func (sl *slot) serve(ctx context.Context, p *process, pending *replaceRequest) 
 			if why == "" || !sl.s.tryGate() {
 				continue
 			}
-			np, err := sl.surge(ctx, p, why)
+			var err error
+			np, tookOver, err = sl.surge(ctx, p, why)
 			sl.s.releaseGate()
 			if err != nil {
 				p.retryAt = time.Now().Add(sl.s.cfg.StartTimeout)
 			}
-			if np != nil {
-				p = np
-			}
+		}
+		if tookOver {
+			// Not yet found serving: follow it as a fresh start.
+			return sl.watch(ctx, np)
+		}
+		if np != nil {
+			p = np
 		}
 	}
 }
@@ -175,14 +180,15 @@ func (sl *slot) stuck(p *process, now time.Time) bool {
 // (drain). It returns the new process, or nil and why the replacement
 // failed, old serving on (its process killed at StartTimeout, an exit
 // before serving). When old exits meanwhile, the new process takes over at
-// once and is returned; old's exit is recorded as an ordinary one.
-func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, error) {
+// once, not yet found serving, and is returned with tookOver set; old's
+// exit is recorded as an ordinary one.
+func (sl *slot) surge(ctx context.Context, old *process, why string) (np *process, tookOver bool, err error) {
 	pool := sl.s.cfg.Pool
 	pool.Note(sl.w, lifecycle.EventReplacing, why)
 	sl.logger.Info("replacing worker process", "pid", old.pid, "reason", why)
-	np, err := sl.spawn()
+	np, err = sl.spawn()
 	if err != nil {
-		return nil, sl.replaceFailed(why, fmt.Errorf("the new process did not start: %w", err))
+		return nil, false, sl.replaceFailed(why, fmt.Errorf("the new process did not start: %w", err))
 	}
 	sl.mu.Lock()
 	sl.old = append(sl.old, np) // counted as old until it takes over
@@ -195,21 +201,21 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, 
 		select {
 		case <-np.done:
 			sl.endedOld(np)
-			return nil, sl.replaceFailed(why, errors.New("the new process exited before it served"))
+			return nil, false, sl.replaceFailed(why, errors.New("the new process exited before it served"))
 		case <-old.done:
 			sl.ended(old)
 			sl.takeOver(np)
-			sl.kickProbe()
-			return np, nil
+			pool.Replaced(sl.w, old.pid, np.pid, np.started, why, np.maxRequests)
+			return np, true, nil
 		case <-ctx.Done():
 			sl.terminate(np, reasonShutdown)
 			sl.endedOld(np)
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		case <-deadline.C:
 			np.signal(sigKill, reasonStartTimeout)
 			<-np.done
 			sl.endedOld(np)
-			return nil, sl.replaceFailed(why, fmt.Errorf("the new process did not serve within the start timeout (%s)", sl.s.cfg.StartTimeout))
+			return nil, false, sl.replaceFailed(why, fmt.Errorf("the new process did not serve within the start timeout (%s)", sl.s.cfg.StartTimeout))
 		case <-tick.C:
 			serving = sl.s.probe(ctx, sl.w, np.probeEP)
 		}
@@ -229,7 +235,7 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (*process, 
 		defer sl.drains.Done()
 		sl.drain(ctx, old, why)
 	}()
-	return np, nil
+	return np, false, nil
 }
 
 // takeOver makes np, a replacement found serving (or whose old process
@@ -246,8 +252,14 @@ func (sl *slot) takeOver(np *process) {
 	sl.publish(np)
 }
 
-// replaceFailed logs and records a failed replacement and returns err.
+// replaceFailed logs and records a failed replacement and returns err. A
+// spent process's request limit is lifted first, so that the requests
+// waiting for the replacement (and the admission queue, which the event
+// wakes) go to it.
 func (sl *slot) replaceFailed(why string, err error) error {
+	if why == reasonMaxRequests {
+		sl.s.cfg.Pool.SetRequestLimit(sl.w, 0)
+	}
 	sl.logger.Error("worker process replacement failed: the old process serves on", "reason", why, "err", err)
 	sl.s.cfg.Pool.Note(sl.w, lifecycle.EventReplaceFailed, why+": "+err.Error())
 	return err

@@ -45,6 +45,10 @@ func (a *app) reloadOn(hups <-chan os.Signal) {
 			a.logger.Warn("SIGHUP ignored: static mode has no worker processes to restart")
 			continue
 		}
+		if a.gate.Draining() {
+			a.logger.Warn("SIGHUP ignored: obsproxy is shutting down")
+			continue
+		}
 		switch err := a.supervisor.Restart(); {
 		case errors.Is(err, supervisor.ErrRestartRunning):
 			a.logger.Warn("SIGHUP ignored: a rolling restart is already running")
