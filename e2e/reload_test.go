@@ -251,22 +251,6 @@ func TestReloadSIGHUPUvicorn(t *testing.T) {
 	assert.Equal(t, 2, kinds["reload"], "started and succeeded")
 }
 
-// The same roll through the admin API: 202, then the same outcome; a
-// second POST during the roll gets 409.
-func TestReloadAdminAPIUvicorn(t *testing.T) {
-	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"}, uvicornWorker()...)
-	rollUnderLoad(t, in, 2, func() {
-		resp, err := http.Post(in.admin+"/admin/api/workers/restart", "", nil)
-		require.NoError(t, err)
-		resp.Body.Close()
-		require.Equal(t, http.StatusAccepted, resp.StatusCode)
-		resp, err = http.Post(in.admin+"/admin/api/workers/restart", "", nil)
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, http.StatusConflict, resp.StatusCode, "a restart is running")
-	})
-}
-
 func TestReloadSIGHUPGranian(t *testing.T) {
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"},
 		granian, "--interface", "asgi", "--uds", "{socket}", "--working-dir", "examples/app", "--log-level", "warning", "app:app")

@@ -52,13 +52,6 @@ func newSlot(s *Supervisor, w *lifecycle.Worker) *slot {
 	}
 }
 
-// current returns the running process, or nil.
-func (sl *slot) current() *process {
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	return sl.proc
-}
-
 // live returns the current process and the draining ones.
 func (sl *slot) live() []*process {
 	sl.mu.Lock()
