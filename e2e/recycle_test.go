@@ -224,6 +224,33 @@ func stopAndCheckGone(t *testing.T, in *instance, pids []int) {
 	t.Logf("after obsproxy's exit none of %d worker processes is left", len(tree))
 }
 
+var (
+	replacedLine = regexp.MustCompile(`^time=(\S+) .*msg="worker process replaced: the old one drains" worker=\S+ old_pid=(\d+) `)
+	stoppedLine  = regexp.MustCompile(`^time=(\S+) .*msg="worker process stopped" worker=\S+ pid=(\d+) `)
+)
+
+// drainTimes returns, from obsproxy's log, how long each replaced process
+// took from its replacement serving to its exit (draining, SIGTERM, exit).
+func drainTimes(t *testing.T, log string) []time.Duration {
+	t.Helper()
+	replacedAt := map[string]time.Time{}
+	var out []time.Duration
+	for _, line := range strings.Split(log, "\n") {
+		if m := replacedLine.FindStringSubmatch(line); m != nil {
+			at, err := time.Parse(time.RFC3339Nano, m[1])
+			require.NoError(t, err)
+			replacedAt[m[2]] = at
+		} else if m := stoppedLine.FindStringSubmatch(line); m != nil {
+			if from, ok := replacedAt[m[2]]; ok {
+				at, err := time.Parse(time.RFC3339Nano, m[1])
+				require.NoError(t, err)
+				out = append(out, at.Sub(from))
+			}
+		}
+	}
+	return out
+}
+
 // pidsOf returns the pids of counts.
 func pidsOf(counts map[int]int) []int {
 	out := make([]int, 0, len(counts))
@@ -297,6 +324,7 @@ func recycleByRequests(t *testing.T, limit, n int, jitter string) (counts map[in
 	}
 	t.Logf("measured: %d GET / from 4 clients in %v (%.0f req/s), 0 failed, %d processes served, %d recycled; per pid %v",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), len(counts), len(recycled), counts)
+	t.Logf("measured: replacement serving to old process gone: %v", drainTimes(t, in.proc.out.String()))
 	return counts, recycled, in
 }
 
@@ -471,6 +499,7 @@ func TestRecycleMaxLifetime(t *testing.T) {
 		t.Logf("measured: %s replaced %d times in %v; gaps between replacements %v", w, len(at), time.Since(began).Round(time.Second), gaps)
 	}
 	t.Logf("measured: replacement start to serving: %v; %d requests, 0 failed", roundAll(durations), tr.sent.Load())
+	t.Logf("measured: replacement serving to old process gone: %v", drainTimes(t, in.proc.out.String()))
 	eventually(t, 60*time.Second, func() bool {
 		return in.exits(t, "", "max_lifetime") == in.exits(t, "", "") &&
 			in.exits(t, "", "") >= float64(len(replacingAt["w1"])+len(replacingAt["w2"])-2)
