@@ -40,14 +40,6 @@ func (t *streamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
-// CloseIdleConnections closes the wrapped transport's idle connections, so
-// that Handler.CloseIdle reaches them through this wrapper.
-func (t *streamTransport) CloseIdleConnections() {
-	if c, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
 // streamSet is the set of open event-stream bodies. It is safe for
 // concurrent use.
 type streamSet struct {
