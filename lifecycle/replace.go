@@ -130,7 +130,11 @@ func (p *Pool) Changed() <-chan struct{} { return p.changed.wait() }
 // starts taking w's requests, and with 0 when a replacement failed, so that
 // the old process serves on. Safe for concurrent use.
 func (p *Pool) SetRequestLimit(w *Worker, n int64) {
-	w.repl.limit.Store(0)
+	// The count starts over before the limit changes, and the limit is
+	// never cleared on the way: a pick that saw no limit would count
+	// nothing, and the new process could be sent one request past its own.
+	// A pick between the two stores counts against the new process (its
+	// address is published first), under the previous limit.
 	w.repl.sent.Store(0)
 	select {
 	case <-w.repl.limitHit: // a token of the previous process
