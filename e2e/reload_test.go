@@ -312,3 +312,49 @@ func TestReloadBrokenCodeStopsTheRoll(t *testing.T) {
 	}
 	in.awaitUp(t, 2)
 }
+
+// A roll while a request blocks a worker's event loop: the old process
+// drains for the stop timeout, ignores SIGTERM (its loop is blocked), and
+// gets SIGKILL; the blocked request's client gets 502 and the request is
+// not retried on another worker, which it would block in turn.
+func TestReloadKillsABlockedProcessWithoutRetry(t *testing.T) {
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=2s"}, uvicornWorker()...)
+	in.awaitUp(t, 2)
+	retries := in.value(t, "obsproxy_retries_total", nil)
+	answer := make(chan int, 1)
+	go func() {
+		c := &http.Client{Timeout: 60 * time.Second}
+		resp, err := c.Get(in.url + "/block?seconds=30")
+		if err != nil {
+			answer <- -1
+			return
+		}
+		resp.Body.Close()
+		answer <- resp.StatusCode
+	}()
+	eventually(t, 10*time.Second, func() bool {
+		return metricstest.Sum(t, in.metrics(t), "obsproxy_in_flight_requests", nil) == 1
+	}, "the blocking request in flight")
+	sent := time.Now()
+	in.proc.signal(syscall.SIGHUP)
+	var code int
+	select {
+	case code = <-answer:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the blocked request got no answer")
+	}
+	took := time.Since(sent)
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.Less(t, took, 25*time.Second, "answered at the drain's SIGKILL, not when the block ended")
+	eventually(t, 60*time.Second, func() bool {
+		return in.value(t, "obsproxy_reloads_total", map[string]string{"result": "success"}) == 1
+	}, "the roll succeeded")
+	assert.Equal(t, retries, in.value(t, "obsproxy_retries_total", nil), "the blocked request was not retried")
+	g := in.metrics(t)
+	eventually(t, 30*time.Second, func() bool {
+		return metricstest.Sum(t, in.metrics(t), "obsproxy_worker_exits_total", map[string]string{"reason": "reload"}) == 2
+	}, "both old processes gone")
+	assert.Zero(t, metricstest.Sum(t, g, "obsproxy_worker_exits_total", map[string]string{"reason": "crash"}))
+	assert.Contains(t, in.proc.out.String(), "worker process outlived the stop timeout: SIGKILL")
+	t.Logf("the blocked request got %d after %.1f s", code, took.Seconds())
+}

@@ -79,17 +79,21 @@ func (w *Worker) SentToProcess() int64 { return w.repl.sent.Load() }
 // replacement at once.
 func (w *Worker) LimitReached() <-chan struct{} { return w.repl.limitHit }
 
-// MarkStuck records that the worker's process is killed as stuck at at
-// (spec section 8), before the SIGKILL is sent: a request it held fails
-// with 502 and is never sent again, neither to another worker nor on a
-// fresh connection to this one, so that a request that blocks workers
-// cannot kill them one after another. Safe for concurrent use.
-func (w *Worker) MarkStuck(at time.Time) { w.repl.stuckAt.Store(at.UnixNano()) }
+// MarkKilled records that a process of the worker is killed with SIGKILL at
+// at while it may hold requests, before the signal is sent: as stuck (spec
+// section 8), or a replaced process still busy at the end of its stop
+// timeout (its event loop may be blocked just the same). A request it held
+// fails with 502 and is never sent again, neither to another worker nor
+// on a fresh connection to this one, so that a request that blocks
+// workers cannot kill them one after another. Requests sent to the
+// worker's other process before at are not retried either if they fail:
+// a rare 502 is the price of never cascading. Safe for concurrent use.
+func (w *Worker) MarkKilled(at time.Time) { w.repl.stuckAt.Store(at.UnixNano()) }
 
-// HeldByStuck reports whether a request sent to the worker at sent was
-// held by a process killed as stuck afterwards (see MarkStuck): it must
+// HeldByKilled reports whether a request sent to the worker at sent was
+// held by a process killed afterwards (see MarkKilled): it must
 // fail, not be retried. Allocation-free; safe for concurrent use.
-func (w *Worker) HeldByStuck(sent time.Time) bool {
+func (w *Worker) HeldByKilled(sent time.Time) bool {
 	at := w.repl.stuckAt.Load()
 	return at != 0 && sent.UnixNano() <= at
 }

@@ -301,6 +301,9 @@ func (sl *slot) terminate(p *process, why string) {
 	case <-t.C:
 		sl.logger.Warn("worker process outlived the stop timeout: SIGKILL", "pid", p.pid,
 			"stop_timeout", sl.s.cfg.StopTimeout.String())
+		// What it still holds is not retried elsewhere: a blocked event
+		// loop ignores SIGTERM, and its request would block the next one.
+		sl.w.MarkKilled(time.Now())
 		p.signal(sigKill, why)
 		<-p.done
 	}
