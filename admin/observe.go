@@ -71,6 +71,10 @@ type ProcessFigures struct {
 	LastExitReason string
 	// Backoff is the delay before the next start; 0 while a process runs.
 	Backoff time.Duration
+	// StartingPID is a replacement starting beside PID, 0 when none;
+	// DrainingPIDs the replaced processes still finishing their requests.
+	StartingPID  int
+	DrainingPIDs []int
 }
 
 // reading is everything the admin plane shows, copied at one moment: the

@@ -159,13 +159,18 @@ type WorkerView struct {
 	// share of one core over the last sample, Exits the ended processes,
 	// LastExitReason the last one's reason ("exit code 1", "killed by
 	// SIGKILL"; null before any), BackoffSeconds the delay before the
-	// next start (0 while a process runs).
+	// next start (0 while a process runs), StartingPID a replacement
+	// process starting beside the current one (rolling restart,
+	// recycling; null when none), DrainingPIDs the replaced processes
+	// still finishing their requests and streams (empty when none).
 	RSSBytes       *uint64  `json:"rss_bytes"`
 	CPUSeconds     *float64 `json:"cpu_seconds"`
 	CPUPercent     *float64 `json:"cpu_percent"`
 	Exits          *uint64  `json:"exits"`
 	LastExitReason *string  `json:"last_exit_reason"`
 	BackoffSeconds *float64 `json:"backoff_seconds"`
+	StartingPID    *int     `json:"starting_pid"`
+	DrainingPIDs   []int    `json:"draining_pids"`
 }
 
 // EventView is one lifecycle event (lifecycle.Event).
@@ -301,6 +306,11 @@ func addProcess(row *WorkerView, pool *PoolView, f ProcessFigures) {
 		reason := f.LastExitReason
 		row.LastExitReason = &reason
 	}
+	if f.StartingPID != 0 {
+		pid := f.StartingPID
+		row.StartingPID = &pid
+	}
+	row.DrainingPIDs = append([]int{}, f.DrainingPIDs...)
 	if f.HasFigures && f.PID != 0 {
 		rss, cpu, pct := f.RSSBytes, round3(f.CPUSeconds), round3(f.CPUPercent)
 		row.RSSBytes, row.CPUSeconds, row.CPUPercent = &rss, &cpu, &pct

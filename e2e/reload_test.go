@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -200,12 +201,52 @@ func rollUnderLoad(t *testing.T, in *instance, n int, restart func()) {
 	ws := wsSession(in, 15, 200*time.Millisecond)
 	time.Sleep(200 * time.Millisecond) // both open before the roll
 	rollAt := time.Since(load.began)
+	// The observability JSON shows the replacement under way: a process
+	// starting beside each worker's, then the old one draining (the SSE
+	// stream holds its process for a while).
+	var sawStarting, sawDraining atomic.Bool
+	watchDone := make(chan struct{})
+	stopWatch := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := http.Get(in.admin + "/admin/api/observability")
+			if err != nil {
+				continue
+			}
+			var snap struct {
+				Workers []struct {
+					StartingPID  *int  `json:"starting_pid"`
+					DrainingPIDs []int `json:"draining_pids"`
+				} `json:"workers"`
+			}
+			json.NewDecoder(resp.Body).Decode(&snap)
+			resp.Body.Close()
+			for _, w := range snap.Workers {
+				if w.StartingPID != nil {
+					sawStarting.Store(true)
+				}
+				if len(w.DrainingPIDs) > 0 {
+					sawDraining.Store(true)
+				}
+			}
+		}
+	}()
 	restart()
 	eventually(t, 120*time.Second, func() bool {
 		return in.value(t, "obsproxy_reloads_total", map[string]string{"result": "success"}) == 1
 	}, "the rolling restart succeeded")
 	rollEnd := time.Since(load.began)
 	time.Sleep(2 * time.Second) // after it
+	close(stopWatch)
+	<-watchDone
+	assert.True(t, sawStarting.Load(), "starting_pid seen during the roll")
+	assert.True(t, sawDraining.Load(), "draining_pids seen during the roll")
 	assert.Equal(t, 20, <-sse, "the SSE stream got every event")
 	assert.Equal(t, 15, <-ws, "the WebSocket got every echo")
 	ok, bad := load.finish()

@@ -32,6 +32,11 @@ type Figures struct {
 	// Backoff is the delay before the next start while the worker waits to
 	// be restarted; 0 while a process runs.
 	Backoff time.Duration
+	// StartingPID is a replacement process starting beside PID (spec
+	// section 8); 0 when none. DrainingPIDs are replaced processes that
+	// finish what they hold before they stop; nil when none.
+	StartingPID  int
+	DrainingPIDs []int
 }
 
 // Snapshot returns every worker's figures, in pool order. Safe for
@@ -45,6 +50,13 @@ func (s *Supervisor) Snapshot() []Figures {
 			HasProc: procFigures && !sl.sampledAt.IsZero()}
 		if sl.proc != nil {
 			f.PID = sl.proc.pid
+		}
+		for _, o := range sl.old {
+			if o.ep == nil {
+				f.StartingPID = o.pid // never published: a replacement starting
+			} else {
+				f.DrainingPIDs = append(f.DrainingPIDs, o.pid)
+			}
 		}
 		for _, n := range sl.exits {
 			f.Exits += n

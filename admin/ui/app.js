@@ -230,6 +230,15 @@
         // The address changes with every process: the pid says which one.
         var pid = cell(tr, "pid", w.pid ? String(w.pid) : "–", w.pid || 0, "addr");
         pid.title = w.address;
+        // A replacement under way (rolling restart, recycling): the new
+        // process starting beside this one, the old ones draining.
+        var turn = [];
+        if (w.starting_pid) turn.push("+" + w.starting_pid + " starting");
+        (w.draining_pids || []).forEach(function (d) { turn.push(d + " draining"); });
+        if (turn.length) {
+          pid.appendChild(el("span", "muted replacing", "\u00a0· " + turn.join(", ")));
+          pid.title = w.address + " (" + turn.join(", ") + ")";
+        }
       } else {
         var addr = cell(tr, "address", null, w.address, "addr");
         addr.appendChild(el("span", "clip", w.address));

@@ -82,6 +82,7 @@ func (a *app) processFigures() func() []admin.ProcessFigures {
 			out[i] = admin.ProcessFigures{
 				PID: f.PID, HasFigures: f.HasProc, RSSBytes: f.RSSBytes, CPUSeconds: f.CPUSeconds, CPUPercent: f.CPUPercent,
 				Exits: f.Exits, LastExitReason: f.LastExitReason, Backoff: f.Backoff,
+				StartingPID: f.StartingPID, DrainingPIDs: f.DrainingPIDs,
 			}
 		}
 		return out
