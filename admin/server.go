@@ -118,9 +118,10 @@ func (s *Server) Run(ctx context.Context) {
 
 // ServeHTTP serves the admin routes: /diag behind its own gate, every
 // other route behind Config.Access. Every route but POST
-// /admin/api/workers/restart (restart.go) only reads. Refusals name no secret: 401 (with a
-// Basic challenge, so a browser asks for the token as password) when a
-// token is configured and the request did not carry it, else 403.
+// /admin/api/workers/restart (restart.go) only reads. Refusals name no
+// secret: 401 (with a Basic challenge, so a browser asks for the token as
+// password) when a token is configured and the request did not carry it,
+// else 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -238,7 +238,8 @@ func workerDialer(timeout time.Duration) workermetrics.Dialer {
 	}
 }
 
-// logEvent logs a lifecycle event: starts and ups at info, the rest at warn.
+// logEvent logs a lifecycle event: starts, ups, replacements and planned
+// exits at info, a failed rolling restart at error, the rest at warn.
 func logEvent(logger *slog.Logger, e lifecycle.Event) {
 	level := slog.LevelWarn
 	switch e.Kind {

@@ -92,14 +92,15 @@ func (a *app) processFigures() func() []admin.ProcessFigures {
 // restartWorkers is the admin plane's POST /admin/api/workers/restart
 // (spec section 8): nil in static mode (the route answers 404), else a
 // function that starts a rolling restart and reports whether it did: false
-// (409) while one runs, and also before the supervisor started or once it
-// stopped (Supervisor.Restart's other error), when no roll can start.
+// (409) while one runs, and also while obsproxy shuts down, before the
+// supervisor started or once it stopped (Supervisor.Restart's other
+// error), when no roll can start.
 func (a *app) restartWorkers() func() bool {
 	if a.supervisor == nil {
 		return nil
 	}
-	sup := a.supervisor
-	return func() bool { return sup.Restart() == nil }
+	sup, gate := a.supervisor, a.gate
+	return func() bool { return !gate.Draining() && sup.Restart() == nil }
 }
 
 // reaperCommand is this binary run as the supervisor's reaper; nil (no
