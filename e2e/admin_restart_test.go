@@ -24,12 +24,6 @@ import (
 // (Supervisor.Restart wired into admin.Sources.RestartWorkers); without it
 // the route answers 404 and they fail.
 
-// restartArgv runs examples/app under uvicorn on the supervisor's sockets
-// (a function: TestMain sets python).
-func restartArgv() []string {
-	return []string{python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app", "--uds", "{socket}", "--log-level", "warning"}
-}
-
 // restartLoad sends GET / through obsproxy from several goroutines until
 // end, counting 200s and everything else (other statuses, transport
 // errors) as failures.
@@ -240,7 +234,7 @@ func awaitRolled(t *testing.T, in *instance, token string, before restartFigures
 // becomes 1, each old process counts as an exit with reason reload, and
 // GETs sent throughout all succeed.
 func TestAdminRestartAPI(t *testing.T) {
-	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3"}, restartArgv()...)
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3"}, uvicornArgv()...)
 	before := awaitRestartUp(t, in, "", 3)
 	load := startRestartLoad(t, in, 4)
 	time.Sleep(3 * time.Second) // a baseline for the req/s figure, not a wait for a condition
@@ -284,7 +278,7 @@ func TestAdminRestartAPI(t *testing.T) {
 // replaces each worker exactly once.
 func TestAdminRestartCrossSite(t *testing.T) {
 	const token = "restart-e2e-token-7f3c1"
-	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_ADMIN_TOKEN=" + token}, restartArgv()...)
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_ADMIN_TOKEN=" + token}, uvicornArgv()...)
 	before := awaitRestartUp(t, in, token, 2)
 	auth := "Bearer " + token
 	host := strings.TrimPrefix(in.admin, "http://")

@@ -107,7 +107,7 @@ func (b *browser) answerDialog(t *testing.T, accept bool) {
 func TestDashboardRestartButton(t *testing.T) {
 	const token = "dashboard-restart-token-2b9e4"
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3", "OBSPROXY_SAMPLE_INTERVAL=250ms", "OBSPROXY_ADMIN_TOKEN=" + token},
-		restartArgv()...)
+		uvicornArgv()...)
 	before := awaitRestartUp(t, in, token, 3)
 	load := startRestartLoad(t, in, 4)
 
@@ -220,7 +220,7 @@ func TestDashboardRestartButton(t *testing.T) {
 // then reports.
 func TestDashboardRestartButtonUnderLoad(t *testing.T) {
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=4", "OBSPROXY_WORKER_STOP_TIMEOUT=15s", "OBSPROXY_SAMPLE_INTERVAL=250ms"},
-		restartArgv()...)
+		uvicornArgv()...)
 	b := startBrowser(t, time.Now().Add(300*time.Second))
 	b.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}, nil)
 	b.call(t, "Page.navigate", map[string]any{"url": in.admin + "/admin/"}, nil)

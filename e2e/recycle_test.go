@@ -28,12 +28,6 @@ import (
 // memory and age, and a blocked one killed, each under load with no failed
 // request. Rolling restarts are in reload_test.go.
 
-// uvicornArgv is the supervised command: examples/app under uvicorn on the
-// socket obsproxy gives each process.
-func uvicornArgv() []string {
-	return []string{python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app", "--uds", "{socket}", "--log-level", "warning"}
-}
-
 // traffic is what a test's clients sent and got: requests sent, failures
 // (a transport error or a status other than 200), the answering pid of
 // every GET / and, when asked, each request's latency with its start time.

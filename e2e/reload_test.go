@@ -273,15 +273,9 @@ func rollUnderLoad(t *testing.T, in *instance, n int, restart func()) {
 		load.rate(rollEnd, rollEnd+2*time.Second))
 }
 
-// uvicornWorker is the worker command of examples/app under uvicorn
-// (python is set by TestMain).
-func uvicornWorker() []string {
-	return []string{python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app", "--uds", "{socket}", "--log-level", "warning"}
-}
-
 // SIGHUP with 4 uvicorn workers under load: zero failed requests.
 func TestReloadSIGHUPUvicorn(t *testing.T) {
-	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=4", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"}, uvicornWorker()...)
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=4", "OBSPROXY_WORKER_STOP_TIMEOUT=15s"}, uvicornArgv()...)
 	rollUnderLoad(t, in, 4, func() { in.proc.signal(syscall.SIGHUP) })
 	kinds := map[string]int{}
 	for _, e := range in.events(t) {
@@ -359,7 +353,7 @@ func TestReloadBrokenCodeStopsTheRoll(t *testing.T) {
 // gets SIGKILL; the blocked request's client gets 502 and the request is
 // not retried on another worker, which it would block in turn.
 func TestReloadKillsABlockedProcessWithoutRetry(t *testing.T) {
-	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=2s"}, uvicornWorker()...)
+	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=2", "OBSPROXY_WORKER_STOP_TIMEOUT=2s"}, uvicornArgv()...)
 	in.awaitUp(t, 2)
 	retries := in.value(t, "obsproxy_retries_total", nil)
 	answer := make(chan int, 1)

@@ -58,6 +58,13 @@ func launchSupervisor(t *testing.T, env []string, argv ...string) *instance {
 	return in
 }
 
+// uvicornArgv is the supervised command of most tests: examples/app under
+// uvicorn on the socket obsproxy gives each process (a function: TestMain
+// sets python).
+func uvicornArgv() []string {
+	return []string{python, "-m", "uvicorn", "app:app", "--app-dir", "examples/app", "--uds", "{socket}", "--log-level", "warning"}
+}
+
 // upWorkers returns how many workers take traffic (obsproxy_worker_up).
 func (in *instance) upWorkers(t *testing.T) int {
 	return int(in.value(t, "obsproxy_worker_up", nil))

@@ -241,14 +241,7 @@ func (sl *slot) surge(ctx context.Context, old *process, why string) (np *proces
 // takeOver makes np, a replacement found serving (or whose old process
 // exited), the worker's process.
 func (sl *slot) takeOver(np *process) {
-	sl.mu.Lock()
-	for i, o := range sl.old {
-		if o == np {
-			sl.old = append(sl.old[:i], sl.old[i+1:]...)
-			break
-		}
-	}
-	sl.mu.Unlock()
+	sl.dropOld(np)
 	sl.publish(np)
 }
 

@@ -334,15 +334,20 @@ func (sl *slot) ended(p *process) time.Duration {
 // served): one stop, and the worker's state is left to its current process.
 func (sl *slot) endedOld(p *process) {
 	at, reason := sl.finish(p)
+	sl.dropOld(p)
+	sl.s.cfg.Pool.OldProcessExited(sl.w, at, reason)
+}
+
+// dropOld takes p off the slot's list of processes beside the current one.
+func (sl *slot) dropOld(p *process) {
 	sl.mu.Lock()
+	defer sl.mu.Unlock()
 	for i, o := range sl.old {
 		if o == p {
 			sl.old = append(sl.old[:i], sl.old[i+1:]...)
-			break
+			return
 		}
 	}
-	sl.mu.Unlock()
-	sl.s.cfg.Pool.OldProcessExited(sl.w, at, reason)
 }
 
 // finish does what every exit needs: it kills what is left of p's group,
