@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -20,7 +19,8 @@ import (
 // (2) times their measured capacity for OVERLOAD_DURATION (30s), through
 // obsproxy without a cap, obsproxy with a cap and its queue, HAProxy with
 // the same per-server maxconn and timeout queue, and nginx (no queue in
-// nginx OSS). Settings: OVERLOAD_DURATION (30s), OVERLOAD_FACTOR (2),
+// nginx OSS). Every target, and the capacity measurement, gets three fresh
+// workers. Settings: OVERLOAD_DURATION (30s), OVERLOAD_FACTOR (2),
 // OVERLOAD_RATE (unset: measured), OVERLOAD_CAP (2), OVERLOAD_QUEUE_TIMEOUT
 // (1s), OVERLOAD_BURN_MS (5).
 
@@ -98,32 +98,39 @@ backend workers
 	return start(b.s.tmp, name, b.s.serverCPU, nil, "haproxy", "-db", "-f", path)
 }
 
-// idleWorkers waits until no worker has a /burn request in progress (the
-// previous target's backlog is served: uvicorn goes on with requests whose
-// clients gave up), up to three minutes.
-func idleWorkers(addrs []string) {
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		busy := false
-		for _, a := range addrs {
-			res, err := probeClient.Get("http://" + a + "/concurrency")
-			if err != nil {
-				busy = true
-				continue
-			}
-			var c struct{ Current int }
-			json.NewDecoder(res.Body).Decode(&c)
-			io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			if c.Current > 0 {
-				busy = true
-			}
+// burnWorkers starts three fresh uvicorn workers of examples/app for one
+// target of the overload phase, pinned like the servers, and waits until
+// each answers; stop ends them (their backlog with them).
+func (b *bench) burnWorkers(target string) (addrs []string, stop func(), err error) {
+	var procs []*proc
+	stop = func() {
+		for _, p := range procs {
+			p.stop()
 		}
-		if !busy {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	for i := 1; i <= 3; i++ {
+		port, err := freePort()
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		name := fmt.Sprintf("overload-%s-w%d", target, i)
+		p, err := start(b.s.tmp, name, b.s.serverCPU, []string{"WORKER_NAME=" + name}, b.s.python, "-m", "uvicorn", "app:app",
+			"--app-dir", filepath.Join(b.s.repo, "examples/app"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--log-level", "warning", "--no-access-log", "--backlog", "4096")
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		procs = append(procs, p)
+		if err := waitOK(p, "http://"+addr+"/health"); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, stop, nil
 }
 
 func (b *bench) overloadPhase() error {
@@ -137,51 +144,35 @@ func (b *bench) overloadPhase() error {
 	burn := envInt("OVERLOAD_BURN_MS", 5)
 	path := fmt.Sprintf("/burn?ms=%d", burn)
 
-	var workers []string
-	for i := 1; i <= 3; i++ {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		name := fmt.Sprintf("overload-w%d", i)
-		p, err := start(b.s.tmp, name, b.s.serverCPU, []string{"WORKER_NAME=" + name}, b.s.python, "-m", "uvicorn", "app:app",
-			"--app-dir", filepath.Join(b.s.repo, "examples/app"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
-			"--log-level", "warning", "--no-access-log", "--backlog", "4096")
-		if err != nil {
-			return err
-		}
-		defer p.stop()
-		if err := waitOK(p, "http://"+addr+"/health"); err != nil {
-			return err
-		}
-		workers = append(workers, addr)
-	}
-	var ups []string
-	for i, w := range workers {
-		ups = append(ups, fmt.Sprintf("w%d=http://%s", i+1, w))
-	}
 	capEnv := []string{"OBSPROXY_WORKER_MAX_IN_FLIGHT=" + strconv.Itoa(capN), "OBSPROXY_QUEUE_SIZE=1024",
 		"OBSPROXY_QUEUE_TIMEOUT=" + queueTimeout.String()}
+	upstreams := func(workers []string) string {
+		var ups []string
+		for i, w := range workers {
+			ups = append(ups, fmt.Sprintf("w%d=http://%s", i+1, w))
+		}
+		return strings.Join(ups, ",")
+	}
 	type peer struct {
 		name, label string
-		startFn     func(port int) (*proc, error)
+		startFn     func(port int, workers []string) (*proc, error)
 	}
 	// The targets without a limit run last: they leave a backlog in the
 	// workers' event loops (requests whose clients timed out) that takes
-	// a while to drain.
+	// a while to drain. Each target gets three fresh workers, so that none
+	// inherits another's backlog or a warmer (or more fragmented) process.
 	peers := []peer{
-		{"obsproxy-cap", fmt.Sprintf("obsproxy, cap %d + queue (timeout %s)", capN, queueTimeout), func(port int) (*proc, error) {
-			return b.startObsproxy("overload-obsproxy-cap", port, strings.Join(ups, ","), "least_inflight", capEnv...)
+		{"obsproxy-cap", fmt.Sprintf("obsproxy, cap %d + queue (timeout %s)", capN, queueTimeout), func(port int, ws []string) (*proc, error) {
+			return b.startObsproxy("overload-obsproxy-cap", port, upstreams(ws), "least_inflight", capEnv...)
 		}},
-		{"haproxy", fmt.Sprintf("HAProxy, maxconn %d + timeout queue %s", capN, queueTimeout), func(port int) (*proc, error) {
-			return b.startHAProxyQueued("overload-haproxy", port, workers, capN, queueTimeout)
+		{"haproxy", fmt.Sprintf("HAProxy, maxconn %d + timeout queue %s", capN, queueTimeout), func(port int, ws []string) (*proc, error) {
+			return b.startHAProxyQueued("overload-haproxy", port, ws, capN, queueTimeout)
 		}},
-		{"obsproxy-nocap", "obsproxy, no cap", func(port int) (*proc, error) {
-			return b.startObsproxy("overload-obsproxy-nocap", port, strings.Join(ups, ","), "least_inflight")
+		{"obsproxy-nocap", "obsproxy, no cap", func(port int, ws []string) (*proc, error) {
+			return b.startObsproxy("overload-obsproxy-nocap", port, upstreams(ws), "least_inflight")
 		}},
-		{"nginx", "nginx round-robin (no queue)", func(port int) (*proc, error) {
-			return b.startNginx("overload-nginx", port, workers)
+		{"nginx", "nginx round-robin (no queue)", func(port int, ws []string) (*proc, error) {
+			return b.startNginx("overload-nginx", port, ws)
 		}},
 	}
 
@@ -197,42 +188,63 @@ func (b *bench) overloadPhase() error {
 	}
 	var rows []row
 	capacity := 0.0
-	for _, pe := range peers {
+	// start runs pe on three fresh workers and waits until it serves;
+	// stop ends both.
+	start := func(pe peer) (base string, p *proc, stop func(), err error) {
+		workers, stopWorkers, err := b.burnWorkers(pe.name)
+		if err != nil {
+			return "", nil, nil, err
+		}
 		port, err := freePort()
 		if err != nil {
-			return err
+			stopWorkers()
+			return "", nil, nil, err
 		}
-		p, err := pe.startFn(port)
-		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		p, err = pe.startFn(port, workers)
+		base = fmt.Sprintf("http://127.0.0.1:%d", port)
 		if err == nil {
 			err = waitOK(p, base+"/health")
 		}
-		if err != nil {
-			b.logf("overload: leaving out %s: %v", pe.name, err)
-			rows = append(rows, row{label: pe.label, err: err})
+		stop = func() {
 			if p != nil {
 				p.stop()
 			}
-			continue
+			stopWorkers()
+		}
+		if err != nil {
+			stop()
+			return "", nil, nil, err
 		}
 		time.Sleep(3 * time.Second) // every worker probed up (obsproxy, HAProxy)
-		if rate == 0 {
-			// Capacity: a closed loop keeping every worker busy (two
-			// requests each) through the first target (obsproxy with its
-			// cap: the same six in flight), for 10 s.
-			saved := b.s.stuckConns
-			savedD := b.s.stuckDuration
-			b.s.stuckConns, b.s.stuckDuration = 6, 10*time.Second
-			r, err := b.load(base + path)
-			b.s.stuckConns, b.s.stuckDuration = saved, savedD
-			if err != nil {
-				p.stop()
-				return fmt.Errorf("measuring capacity: %w", err)
-			}
-			capacity = r.rps
-			rate = factor * capacity
-			b.logf("overload: capacity %.0f req/s (closed loop, c=6, p50 %.1f ms); offering %.0f req/s", capacity, r.p50/1000, rate)
-			idleWorkers(workers)
+		return base, p, stop, nil
+	}
+	if rate == 0 {
+		// Capacity: a closed loop keeping every worker busy (two requests
+		// each) through the first target (obsproxy with its cap: the same
+		// six in flight), for 10 s, on workers of its own.
+		base, _, stop, err := start(peers[0])
+		if err != nil {
+			return fmt.Errorf("measuring capacity: %w", err)
+		}
+		saved := b.s.stuckConns
+		savedD := b.s.stuckDuration
+		b.s.stuckConns, b.s.stuckDuration = 6, 10*time.Second
+		r, err := b.load(base + path)
+		b.s.stuckConns, b.s.stuckDuration = saved, savedD
+		stop()
+		if err != nil {
+			return fmt.Errorf("measuring capacity: %w", err)
+		}
+		capacity = r.rps
+		rate = factor * capacity
+		b.logf("overload: capacity %.0f req/s (closed loop, c=6, p50 %.1f ms); offering %.0f req/s", capacity, r.p50/1000, rate)
+	}
+	for _, pe := range peers {
+		base, p, stop, err := start(pe)
+		if err != nil {
+			b.logf("overload: leaving out %s: %v", pe.name, err)
+			rows = append(rows, row{label: pe.label, err: err})
+			continue
 		}
 		la := loadavg()
 		b.loads = append(b.loads, la)
@@ -241,8 +253,7 @@ func (b *bench) overloadPhase() error {
 		if err == nil && pe.name == "obsproxy-cap" {
 			note = b.queueCounts(p)
 		}
-		p.stop()
-		idleWorkers(workers)
+		stop()
 		if err != nil {
 			b.logf("overload %s: %v", pe.name, err)
 			rows = append(rows, row{label: pe.label, err: err})
