@@ -3,12 +3,17 @@
 // command, waits for each, restarts one that exits with a growing delay,
 // kills one that does not serve in time, forwards their output to the log,
 // samples their memory and CPU from /proc, and stops them all on shutdown.
+// It replaces a worker's process with surge (replace.go): for a rolling
+// restart (Restart), a recycling limit (requests, memory, age), and it
+// kills a stuck one.
 //
 // It reports into lifecycle: every process's address as the worker's
 // Endpoint (a new generation per process), its exact start and exit through
-// Pool.ProcessStarted and Pool.ProcessExited. Traffic follows the probes
-// (package healthgate) as in static mode; the supervisor only kicks a probe
-// while a new process starts.
+// Pool.ProcessStarted, Pool.ProcessExited and, for a replaced process,
+// Pool.Replaced and Pool.OldProcessExited. Traffic follows the probes
+// (package healthgate) as in static mode; the supervisor kicks a probe
+// while a new process starts, and probes a replacement itself
+// (Config.Probe) before it takes the worker's requests.
 package supervisor
 
 import (
