@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,26 +51,7 @@ type restartPage struct {
 // past the browser's deadline.
 func (b *browser) restartPage(t *testing.T, d time.Duration, what string, cond func(restartPage) bool) restartPage {
 	t.Helper()
-	var p restartPage
-	deadline := time.Now().Add(d)
-	if b.deadline.Before(deadline) {
-		deadline = b.deadline
-	}
-	for {
-		var res struct {
-			Result struct {
-				Value string `json:"value"`
-			} `json:"result"`
-		}
-		if err := b.do("Runtime.evaluate", map[string]any{"expression": restartProbe, "returnByValue": true}, &res); err == nil &&
-			json.Unmarshal([]byte(res.Result.Value), &p) == nil && cond(p) {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dashboard: no %s in time; last page state: %+v; page problems: %q", what, p, b.problems)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return pollPage(t, b, restartProbe, d, what, cond)
 }
 
 // evaluate runs a script in the page that must not throw.

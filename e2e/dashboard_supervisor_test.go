@@ -48,8 +48,16 @@ type supPage struct {
 
 func (b *browser) supPage(t *testing.T, what string, cond func(supPage) bool) supPage {
 	t.Helper()
-	var p supPage
-	deadline := time.Now().Add(60 * time.Second)
+	return pollPage(t, b, supervisorProbe, 60*time.Second, what, cond)
+}
+
+// pollPage evaluates probe (a script returning JSON) in the page until its
+// answer, decoded as T, satisfies cond, for at most d and not past the
+// browser's deadline; then it fails the test with the last state.
+func pollPage[T any](t *testing.T, b *browser, probe string, d time.Duration, what string, cond func(T) bool) T {
+	t.Helper()
+	var p T
+	deadline := time.Now().Add(d)
 	if b.deadline.Before(deadline) {
 		deadline = b.deadline
 	}
@@ -59,7 +67,7 @@ func (b *browser) supPage(t *testing.T, what string, cond func(supPage) bool) su
 				Value string `json:"value"`
 			} `json:"result"`
 		}
-		if err := b.do("Runtime.evaluate", map[string]any{"expression": supervisorProbe, "returnByValue": true}, &res); err == nil &&
+		if err := b.do("Runtime.evaluate", map[string]any{"expression": probe, "returnByValue": true}, &res); err == nil &&
 			json.Unmarshal([]byte(res.Result.Value), &p) == nil && cond(p) {
 			return p
 		}
