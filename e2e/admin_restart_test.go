@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,116 +21,6 @@ import (
 // in supervisor mode. These tests need the supervisor's rolling restart
 // (Supervisor.Restart wired into admin.Sources.RestartWorkers); without it
 // the route answers 404 and they fail.
-
-// restartLoad sends GET / through obsproxy from several goroutines until
-// end, counting 200s and everything else (other statuses, transport
-// errors) as failures.
-type restartLoad struct {
-	stop     chan struct{}
-	once     sync.Once
-	wg       sync.WaitGroup
-	ok, fail atomic.Int64
-	mu       sync.Mutex
-	firstErr string
-	samples  []loadSample // every loadStep, under mu
-}
-
-// loadSample is the count of successful requests at a moment.
-type loadSample struct {
-	at time.Time
-	ok int64
-}
-
-// loadStep is how often restartLoad samples its count.
-const loadStep = 250 * time.Millisecond
-
-// startRestartLoad starts n client goroutines; t.Cleanup ends them.
-func startRestartLoad(t *testing.T, in *instance, n int) *restartLoad {
-	t.Helper()
-	l := &restartLoad{stop: make(chan struct{})}
-	for range n {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				resp, err := in.client.Get(in.url + "/")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						l.ok.Add(1)
-						continue
-					}
-					err = fmt.Errorf("status %d", resp.StatusCode)
-				}
-				l.fail.Add(1)
-				l.mu.Lock()
-				if l.firstErr == "" {
-					l.firstErr = err.Error()
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		tick := time.NewTicker(loadStep)
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case now := <-tick.C:
-				l.mu.Lock()
-				l.samples = append(l.samples, loadSample{now, l.ok.Load()})
-				l.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { l.end() })
-	eventually(t, 30*time.Second, func() bool { return l.ok.Load() > 20 }, "load flowing")
-	return l
-}
-
-// rates returns the successful requests per second over [from, to], and
-// the lowest rate over any one second inside it (the dip).
-func (l *restartLoad) rates(from, to time.Time) (mean, lowest float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var in []loadSample
-	for _, s := range l.samples {
-		if !s.at.Before(from) && !s.at.After(to) {
-			in = append(in, s)
-		}
-	}
-	if len(in) < 2 {
-		return 0, 0
-	}
-	first, last := in[0], in[len(in)-1]
-	mean = float64(last.ok-first.ok) / last.at.Sub(first.at).Seconds()
-	lowest = mean
-	per := int(time.Second / loadStep)
-	for i := 0; i+per < len(in); i++ {
-		r := float64(in[i+per].ok-in[i].ok) / in[i+per].at.Sub(in[i].at).Seconds()
-		lowest = min(lowest, r)
-	}
-	return mean, lowest
-}
-
-// end stops the clients, waits for them and returns the counts.
-func (l *restartLoad) end() (ok, failed int64, firstErr string) {
-	l.once.Do(func() { close(l.stop) })
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ok.Load(), l.fail.Load(), l.firstErr
-}
 
 // adminRequest sends method path to the admin listener with headers and
 // returns status and body.
@@ -236,7 +124,7 @@ func awaitRolled(t *testing.T, in *instance, token string, before restartFigures
 func TestAdminRestartAPI(t *testing.T) {
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3"}, uvicornArgv()...)
 	before := awaitRestartUp(t, in, "", 3)
-	load := startRestartLoad(t, in, 4)
+	load := startGetLoad(t, in, 4)
 	time.Sleep(3 * time.Second) // a baseline for the req/s figure, not a wait for a condition
 
 	began := time.Now()

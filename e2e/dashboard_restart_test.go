@@ -89,7 +89,7 @@ func TestDashboardRestartButton(t *testing.T) {
 	in := launchSupervisor(t, []string{"OBSPROXY_WORKERS=3", "OBSPROXY_SAMPLE_INTERVAL=250ms", "OBSPROXY_ADMIN_TOKEN=" + token},
 		uvicornArgv()...)
 	before := awaitRestartUp(t, in, token, 3)
-	load := startRestartLoad(t, in, 4)
+	load := startGetLoad(t, in, 4)
 
 	b := startBrowser(t, time.Now().Add(300*time.Second))
 	b.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}, nil)

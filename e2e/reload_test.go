@@ -31,6 +31,7 @@ import (
 type steadyLoad struct {
 	in       *instance
 	stop     chan struct{}
+	once     sync.Once
 	wg       sync.WaitGroup
 	ok, bad  atomic.Int64
 	posts    atomic.Int64
@@ -40,8 +41,20 @@ type steadyLoad struct {
 	began    time.Time
 }
 
-func startSteadyLoad(t *testing.T, in *instance) *steadyLoad {
-	l := &steadyLoad{in: in, stop: make(chan struct{}), began: time.Now(), buckets: make([]int64, 400)}
+func startSteadyLoad(t *testing.T, in *instance) *steadyLoad { return startLoad(t, in, 8, true) }
+
+// startGetLoad is GETs only, from clients goroutines.
+func startGetLoad(t *testing.T, in *instance, clients int) *steadyLoad {
+	return startLoad(t, in, clients, false)
+}
+
+// startLoad sends GET / from clients goroutines in closed loops and, with
+// posts, a 64 KiB POST every 100 ms, until finish (t.Cleanup calls it); it
+// returns once requests flow.
+func startLoad(t *testing.T, in *instance, clients int, posts bool) *steadyLoad {
+	t.Helper()
+	l := &steadyLoad{in: in, stop: make(chan struct{}), began: time.Now(), buckets: make([]int64, 1200)}
+	t.Cleanup(func() { l.finish() })
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	t.Cleanup(client.CloseIdleConnections)
 	record := func(err error, code int, what string) {
@@ -59,7 +72,7 @@ func startSteadyLoad(t *testing.T, in *instance) *steadyLoad {
 			l.failures = append(l.failures, fmt.Sprintf("%s: code %d err %v", what, code, err))
 		}
 	}
-	for range 8 {
+	for range clients {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -79,6 +92,10 @@ func startSteadyLoad(t *testing.T, in *instance) *steadyLoad {
 				record(err, code, "GET /")
 			}
 		}()
+	}
+	if !posts {
+		eventually(t, 30*time.Second, func() bool { return l.ok.Load() > 20 }, "load flowing")
+		return l
 	}
 	l.wg.Add(1)
 	go func() {
@@ -106,14 +123,34 @@ func startSteadyLoad(t *testing.T, in *instance) *steadyLoad {
 			record(err, code, "POST /upload")
 		}
 	}()
+	eventually(t, 30*time.Second, func() bool { return l.ok.Load() > 20 }, "load flowing")
 	return l
 }
 
-// finish stops the load and returns the successful and failed counts.
+// finish stops the load (once) and returns the successful and failed
+// counts.
 func (l *steadyLoad) finish() (ok, bad int64) {
-	close(l.stop)
+	l.once.Do(func() { close(l.stop) })
 	l.wg.Wait()
 	return l.ok.Load(), l.bad.Load()
+}
+
+// end is finish with the first failure's description ("" when none).
+func (l *steadyLoad) end() (ok, failed int64, firstErr string) {
+	ok, failed = l.finish()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failures) > 0 {
+		firstErr = l.failures[0]
+	}
+	return ok, failed, firstErr
+}
+
+// rates returns the successful requests per second between from and to,
+// and the lowest rate of any 1 s window inside (the dip).
+func (l *steadyLoad) rates(from, to time.Time) (mean, lowest float64) {
+	a, b := from.Sub(l.began), to.Sub(l.began)
+	return l.rate(a, b), l.minRate(a, b)
 }
 
 // rate returns the successful requests per second between from and to
