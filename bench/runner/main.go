@@ -718,21 +718,45 @@ http {
 }
 
 func (b *bench) startHAProxy(name string, port int, upstreams []string, balance string, checks bool) (*proc, error) {
+	return b.startHAProxyWith(name, port, upstreams, haproxyOptions{balance: balance, checks: checks})
+}
+
+// haproxyOptions are what the phases set differently in HAProxy's
+// configuration.
+type haproxyOptions struct {
+	balance string // roundrobin, leastconn
+	// checks runs the same probe as obsproxy's: GET /health every 2 s, 1 s
+	// timeout, one failure takes the worker out, one success back.
+	checks bool
+	// maxconn, when > 0, caps each server's requests in flight, and
+	// queueTimeout bounds the wait in HAProxy's queue (its admission
+	// control, the overload phase).
+	maxconn      int
+	queueTimeout time.Duration
+}
+
+// startHAProxyWith writes HAProxy's configuration for o and runs it.
+func (b *bench) startHAProxyWith(name string, port int, upstreams []string, o haproxyOptions) (*proc, error) {
 	dir := filepath.Join(b.s.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	maxconn := min(10000, (int(min(b.s.nofile, 65536))-200)/2)
+	global := min(10000, (int(min(b.s.nofile, 65536))-200)/2)
 	var servers strings.Builder
-	check := ""
-	if checks {
-		// The same probe obsproxy runs: GET /health every 2 s, 1 s
-		// timeout, one failure takes the worker out, one success back.
+	server := ""
+	if o.checks {
 		servers.WriteString("  option httpchk\n  http-check send meth GET uri /health\n")
-		check = " check inter 2s fall 1 rise 1"
+		server = " check inter 2s fall 1 rise 1"
+	}
+	if o.maxconn > 0 {
+		server = fmt.Sprintf(" maxconn %d%s", o.maxconn, server)
 	}
 	for i, u := range upstreams {
-		fmt.Fprintf(&servers, "  server w%d %s%s\n", i+1, u, check)
+		fmt.Fprintf(&servers, "  server w%d %s%s\n", i+1, u, server)
+	}
+	queue := ""
+	if o.queueTimeout > 0 {
+		queue = fmt.Sprintf("  timeout queue %dms\n", o.queueTimeout.Milliseconds())
 	}
 	conf := fmt.Sprintf(`# written by bench/runner
 global
@@ -747,7 +771,7 @@ defaults
   timeout server 120s
   timeout http-keep-alive 120s
   timeout check 1s
-  option http-keep-alive
+%[6]s  option http-keep-alive
   option forwardfor
   http-reuse always
 frontend fe
@@ -755,7 +779,7 @@ frontend fe
   default_backend workers
 backend workers
   balance %[4]s
-%[5]s`, maxconn, dir, port, balance, servers.String())
+%[5]s`, global, dir, port, o.balance, servers.String(), queue)
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err

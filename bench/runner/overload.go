@@ -53,51 +53,6 @@ func (b *bench) open(url string, rate float64, d time.Duration) (openResult, err
 	}, nil
 }
 
-// startHAProxyQueued is startHAProxy for the overload phase: leastconn,
-// the same checks as obsproxy's probes, at most maxconn requests per server
-// and a queue bounded by timeout queue (HAProxy's own admission control).
-func (b *bench) startHAProxyQueued(name string, port int, upstreams []string, maxconn int, queueTimeout time.Duration) (*proc, error) {
-	dir := filepath.Join(b.s.tmp, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	global := min(10000, (int(min(b.s.nofile, 65536))-200)/2)
-	var servers strings.Builder
-	for i, u := range upstreams {
-		fmt.Fprintf(&servers, "  server w%d %s maxconn %d check inter 2s fall 1 rise 1\n", i+1, u, maxconn)
-	}
-	conf := fmt.Sprintf(`# written by bench/runner (overload phase)
-global
-  nbthread 1
-  maxconn %[1]d
-  pidfile %[2]s/haproxy.pid
-defaults
-  mode http
-  maxconn %[1]d
-  timeout connect 5s
-  timeout client 120s
-  timeout server 120s
-  timeout http-keep-alive 120s
-  timeout check 1s
-  timeout queue %[5]dms
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:%[3]d
-  default_backend workers
-backend workers
-  balance leastconn
-  option httpchk
-  http-check send meth GET uri /health
-%[4]s`, global, dir, port, servers.String(), queueTimeout.Milliseconds())
-	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return start(b.s.tmp, name, b.s.serverCPU, nil, "haproxy", "-db", "-f", path)
-}
-
 // burnWorkers starts three fresh uvicorn workers of examples/app for one
 // target of the overload phase, pinned like the servers, and waits until
 // each answers; stop ends them (their backlog with them).
@@ -166,7 +121,7 @@ func (b *bench) overloadPhase() error {
 			return b.startObsproxy("overload-obsproxy-cap", port, upstreams(ws), "least_inflight", capEnv...)
 		}},
 		{"haproxy", fmt.Sprintf("HAProxy, maxconn %d + timeout queue %s", capN, queueTimeout), func(port int, ws []string) (*proc, error) {
-			return b.startHAProxyQueued("overload-haproxy", port, ws, capN, queueTimeout)
+			return b.startHAProxyWith("overload-haproxy", port, ws, haproxyOptions{balance: "leastconn", checks: true, maxconn: capN, queueTimeout: queueTimeout})
 		}},
 		{"obsproxy-nocap", "obsproxy, no cap", func(port int, ws []string) (*proc, error) {
 			return b.startObsproxy("overload-obsproxy-nocap", port, upstreams(ws), "least_inflight")
