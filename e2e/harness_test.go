@@ -74,14 +74,33 @@ func obsproxyBinary(t *testing.T) string {
 	return binaryPath
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago and that
+// no earlier call of this test binary returned: the kernel may offer a
+// port again as soon as it is closed, and two calls in a row (a public
+// and an admin port) once got the same one.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("freePort: the kernel kept offering ports already handed out")
+	return 0
 }
+
+// handedOut is every port freePort returned.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // shortTempDir returns a temporary directory with a path short enough for a
 // unix socket (108 bytes on Linux), removed at cleanup.

@@ -273,14 +273,31 @@ func stopAll() {
 	}
 }
 
+// freePort returns a loopback TCP port that was free a moment ago and that
+// no earlier call returned (the kernel may offer a closed port again at
+// once: a public and an admin port must differ).
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !portsHandedOut[port] {
+			portsHandedOut[port] = true
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("finding a free port: the kernel kept offering ports already handed out")
 }
+
+var (
+	portsMu        sync.Mutex
+	portsHandedOut = map[int]bool{}
+)
 
 var probeClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
