@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +145,40 @@ func TestStateTransitionsAllocateNothing(t *testing.T) {
 		tr.ConnState(c, http.StateActive)
 		tr.ConnState(c, http.StateIdle)
 	}))
+}
+
+// TestAcceptedConnectionsUseRawIO: what the server reads and writes goes
+// through sockio on TCP and unix listeners (the public listener may be
+// either).
+func TestAcceptedConnectionsUseRawIO(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer tcp.Close()
+	unix, err := net.Listen("unix", filepath.Join(t.TempDir(), "p.sock"))
+	require.NoError(t, err)
+	defer unix.Close()
+	for _, ln := range []net.Listener{tcp, unix} {
+		t.Run(ln.Addr().Network(), func(t *testing.T) {
+			tr := New()
+			tl := tr.Listen(ln)
+			go func() {
+				c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+				if err == nil {
+					io.WriteString(c, "ping")
+					io.Copy(io.Discard, c)
+					c.Close()
+				}
+			}()
+			c, err := tl.Accept()
+			require.NoError(t, err)
+			defer c.Close()
+			assert.True(t, c.(*Conn).raw)
+			buf := make([]byte, 4)
+			_, err = io.ReadFull(c, buf)
+			require.NoError(t, err)
+			assert.Equal(t, "ping", string(buf))
+			_, err = c.Write([]byte("pong"))
+			require.NoError(t, err)
+		})
+	}
 }

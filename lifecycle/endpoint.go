@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/obsproxy/obsproxy/sockio"
 )
 
 // Endpoint is where one process of a worker listens: the address the proxy's
@@ -92,31 +94,54 @@ func (w *Worker) DialContext(ctx context.Context, d *net.Dialer) (net.Conn, *End
 	return c, ep, err
 }
 
-// DialTracked is DialContext for the proxy's transports: a connection to a
-// supervised process (Generation > 0) is counted in its Endpoint's
-// OpenConns until it is closed, so that a supervisor can tell when a
-// replaced process has nothing left in flight. The count is kept by a thin
-// wrapper (one allocation per connection, none per request) that keeps the
-// raw file descriptor reachable (syscall.Conn).
+// DialTracked is DialContext for the proxy's transports. The connection it
+// returns reads and writes with raw socket I/O (package sockio) when it can,
+// and one to a supervised process (Generation > 0) is counted in its
+// Endpoint's OpenConns until it is closed, so that a supervisor can tell
+// when a replaced process has nothing left in flight. Both are kept by a
+// thin wrapper (a few allocations per connection, none per request) that
+// keeps the raw file descriptor reachable (syscall.Conn).
 func (w *Worker) DialTracked(ctx context.Context, d *net.Dialer) (net.Conn, *Endpoint, error) {
 	c, ep, err := w.DialContext(ctx, d)
-	if err != nil || ep.Generation == 0 {
+	if err != nil {
 		return c, ep, err
 	}
-	ep.conns.Add(1)
-	return &trackedConn{Conn: c, ep: ep}, ep, nil
+	tc := &trackedConn{Conn: c}
+	tc.raw = tc.io.Init(c)
+	if ep.Generation > 0 {
+		tc.ep = ep
+		ep.conns.Add(1)
+	}
+	return tc, ep, nil
 }
 
-// trackedConn counts itself out of its endpoint's OpenConns once, at the
-// first Close.
+// trackedConn counts itself out of its endpoint's OpenConns (when ep is
+// set) once, at the first Close, and reads and writes through io when raw
+// is set.
 type trackedConn struct {
 	net.Conn
 	ep     *Endpoint
 	closed atomic.Bool
+	raw    bool
+	io     sockio.IO
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.raw {
+		return c.io.Read(p)
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.raw {
+		return c.io.Write(p)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
+	if c.closed.CompareAndSwap(false, true) && c.ep != nil {
 		c.ep.conns.Add(-1)
 	}
 	return c.Conn.Close()

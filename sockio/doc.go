@@ -1,0 +1,21 @@
+// Package sockio reads and writes a stream socket (TCP or unix) with raw
+// nonblocking system calls, waiting for readiness in Go's network poller
+// exactly as net.Conn does (deadlines, Close and readiness behave the
+// same), but without the runtime's blocking-syscall bookkeeping.
+//
+// Why: net.Conn's Read and Write go through syscall.Read and
+// syscall.Write, which tell the runtime that the thread may block. When
+// obsproxy shares a CPU with its Python workers, the kernel often preempts
+// its thread inside such a call; the runtime's monitor thread (sysmon) then
+// finds the processor "in a syscall", hands it to another thread and polls
+// every 20 µs again, and every idle-to-busy transition wakes it. On a
+// socket in nonblocking mode the call never blocks, so that bookkeeping
+// buys nothing: in the overload benchmark (docs/performance.md) it cost
+// about a quarter of obsproxy's CPU and a tenth of the workers' goodput.
+// Go's own poller makes the same choice for epoll (raw calls).
+//
+// IO is embedded by the connection wrappers on the request path:
+// connstate.Conn (clients) and the proxy's worker connections
+// (lifecycle.Worker.DialTracked). Anything else (TLS, a pipe, another OS)
+// keeps its own Read and Write: Init reports false.
+package sockio
