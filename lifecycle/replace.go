@@ -26,13 +26,25 @@ const (
 )
 
 // replacement is a worker's per-process request limit (spec section 8,
-// OBSPROXY_WORKER_MAX_REQUESTS) and its stuck-process mark. All atomics:
-// the request path reads them without a lock.
+// OBSPROXY_WORKER_MAX_REQUESTS) and its killed-process records. The request
+// path reads the limit's atomics without a lock; the kill records are read
+// under killMu only by a failed exchange, after a kill.
 type replacement struct {
 	limit    atomic.Int64  // requests the current process may be sent; 0: no limit
 	sent     atomic.Int64  // requests sent to the current process, counted while limit > 0
 	limitHit chan struct{} // one token when sent reaches limit
-	stuckAt  atomic.Int64  // when a process of the worker was last killed as stuck, unix ns; 0: never
+
+	killed   atomic.Bool // a process of the worker was ever killed (MarkKilled): the fast path of HeldByKilled
+	killMu   sync.Mutex
+	kills    [4]killRecord // the last kills, oldest overwritten first
+	nextKill int
+}
+
+// killRecord is one MarkKilled: the process's Endpoint generation and when,
+// in unix ns.
+type killRecord struct {
+	gen uint64
+	at  int64
 }
 
 // Spent reports whether the worker's current process has been sent its
@@ -79,23 +91,45 @@ func (w *Worker) SentToProcess() int64 { return w.repl.sent.Load() }
 // replacement at once.
 func (w *Worker) LimitReached() <-chan struct{} { return w.repl.limitHit }
 
-// MarkKilled records that a process of the worker is killed with SIGKILL at
-// at while it may hold requests, before the signal is sent: as stuck (spec
-// section 8), or a replaced process still busy at the end of its stop
-// timeout (its event loop may be blocked just the same). A request it held
-// fails with 502 and is never sent again, neither to another worker nor
-// on a fresh connection to this one, so that a request that blocks
-// workers cannot kill them one after another. Requests sent to the
-// worker's other process before at are not retried either if they fail:
-// a rare 502 is the price of never cascading. Safe for concurrent use.
-func (w *Worker) MarkKilled(at time.Time) { w.repl.stuckAt.Store(at.UnixNano()) }
+// MarkKilled records that the worker's process of Endpoint generation gen
+// is killed with SIGKILL at at while it may hold requests, before the
+// signal is sent: as stuck (spec section 8), or a replaced process still
+// busy at the end of its stop timeout (its event loop may be blocked just
+// the same). A request it held fails with 502 and is never sent again,
+// neither to another worker nor on a fresh connection to this one, so that
+// a request that blocks workers cannot kill them one after another. The
+// last four kills are remembered. Safe for concurrent use.
+func (w *Worker) MarkKilled(gen uint64, at time.Time) {
+	r := &w.repl
+	r.killMu.Lock()
+	r.kills[r.nextKill] = killRecord{gen: gen, at: at.UnixNano()}
+	r.nextKill = (r.nextKill + 1) % len(r.kills)
+	r.killMu.Unlock()
+	r.killed.Store(true)
+}
 
-// HeldByKilled reports whether a request sent to the worker at sent was
-// held by a process killed afterwards (see MarkKilled): it must
-// fail, not be retried. Allocation-free; safe for concurrent use.
-func (w *Worker) HeldByKilled(sent time.Time) bool {
-	at := w.repl.stuckAt.Load()
-	return at != 0 && sent.UnixNano() <= at
+// HeldByKilled reports whether a request sent at sent, while the worker's
+// current Endpoint generation was gen, may have been held by a process
+// killed afterwards (see MarkKilled): it must fail, not be retried. A
+// request recorded at generation gen went to that process or a later one
+// (transports never use an older one), so a kill of generation k counts
+// for it when gen <= k: a request sent to a replacement is still retried
+// when the process it replaced is killed. Allocation-free; lock-free until
+// a process of the worker has been killed; safe for concurrent use.
+func (w *Worker) HeldByKilled(gen uint64, sent time.Time) bool {
+	r := &w.repl
+	if !r.killed.Load() {
+		return false
+	}
+	ns := sent.UnixNano()
+	r.killMu.Lock()
+	defer r.killMu.Unlock()
+	for _, k := range r.kills {
+		if k.at != 0 && gen <= k.gen && ns <= k.at {
+			return true
+		}
+	}
+	return false
 }
 
 // changed is a broadcast: a channel closed, and replaced, whenever a worker

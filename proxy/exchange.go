@@ -33,6 +33,7 @@ type exchange struct {
 	tried     []uint64
 	received  time.Time // when obsproxy received the request
 	sentAt    time.Time // when it was sent to its current worker
+	sentGen   uint64    // that worker's Endpoint generation then (0: static mode, or no process)
 	code      int
 	written   int64
 	length    int64 // the response's Content-Length, -1 when unknown

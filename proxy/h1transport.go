@@ -152,7 +152,7 @@ func (t *h1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err == nil {
 			return res, nil
 		}
-		if !retry || fresh || t.worker.HeldByKilled(c.idleAt) {
+		if !retry || fresh || t.worker.HeldByKilled(c.gen, c.idleAt) {
 			// Not a pooled connection the worker closed, or one to a
 			// process killed as stuck (spec section 8: never resent).
 			return nil, err

@@ -338,7 +338,7 @@ func (h *Handler) upstreamError(rw http.ResponseWriter, _ *http.Request, err err
 	h.logger.Warn("upstream exchange failed", "worker", ws.name, "reason", reasonNames[reason],
 		"request_id", e.requestID[0], "err", err)
 	e.leaveFlight()
-	if ws.worker.HeldByKilled(e.sentAt) {
+	if ws.worker.HeldByKilled(e.sentGen, e.sentAt) {
 		// Its process was killed as stuck while it held the request (spec
 		// section 8): a request that blocks workers is never sent to
 		// another, or it would kill the pool one worker after another.

@@ -110,6 +110,12 @@ type workerStats struct {
 // begin puts e in flight on this worker.
 func (s *workerStats) begin(e *exchange) {
 	e.sentAt = time.Now()
+	e.sentGen = 0
+	if s.worker != nil {
+		if ep := s.worker.Endpoint(); ep != nil {
+			e.sentGen = ep.Generation
+		}
+	}
 	s.mu.Lock()
 	e.prev, e.next = s.tail, nil
 	if s.tail != nil {

@@ -174,3 +174,12 @@ func exitOf(st *os.ProcessState, asked string, sentKill bool) (event, label stri
 	}
 	return event, label, foreignKill
 }
+
+// markKilled records, before the SIGKILL, that p may hold requests of w that
+// must not be retried (lifecycle.Worker.MarkKilled). A process never
+// published was sent no request: nothing to record.
+func (p *process) markKilled(w *lifecycle.Worker, at time.Time) {
+	if p.ep != nil {
+		w.MarkKilled(p.ep.Generation, at)
+	}
+}

@@ -165,7 +165,7 @@ func (sl *slot) stuck(p *process, now time.Time) bool {
 	}
 	inFlight := sl.w.InFlight()
 	// Marked first: the requests it holds fail with 502, never retried.
-	sl.w.MarkKilled(now)
+	p.markKilled(sl.w, now)
 	sl.logger.Error("worker process is stuck: requests in flight and every probe timed out; SIGKILL",
 		"pid", p.pid, "in_flight", inFlight, "probes_timing_out_for", now.Sub(since).Round(time.Millisecond).String(),
 		"stuck_timeout", limit.String())

@@ -303,7 +303,7 @@ func (sl *slot) terminate(p *process, why string) {
 			"stop_timeout", sl.s.cfg.StopTimeout.String())
 		// What it still holds is not retried elsewhere: a blocked event
 		// loop ignores SIGTERM, and its request would block the next one.
-		sl.w.MarkKilled(time.Now())
+		p.markKilled(sl.w, time.Now())
 		p.signal(sigKill, why)
 		<-p.done
 	}
