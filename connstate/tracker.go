@@ -154,8 +154,8 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 	l.t.accepted.Add(1)
 	l.t.open[stateNew].Add(1)
-	tc := &Conn{Conn: c, t: l.t}
-	tc.raw = tc.io.Init(c)
+	tc := &Conn{t: l.t}
+	tc.Init(c)
 	tc.state.Store(stateNew)
 	return tc, nil
 }
@@ -163,29 +163,11 @@ func (l *listener) Accept() (net.Conn, error) {
 // Conn is an accepted client connection counted by its Tracker. It is what
 // the http.Server and, after a hijack, the handler see. Close is safe to call
 // more than once; the connection is uncounted on the first call. Read and
-// Write use raw socket I/O (package sockio) when the connection allows it.
+// Write use raw socket I/O (sockio.Conn) when the connection allows it.
 type Conn struct {
-	net.Conn
+	sockio.Conn
 	t     *Tracker
 	state atomic.Int32
-	raw   bool // io is initialised
-	io    sockio.IO
-}
-
-// Read reads from the connection, as net.Conn's Read.
-func (c *Conn) Read(p []byte) (int, error) {
-	if c.raw {
-		return c.io.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
-// Write writes to the connection, as net.Conn's Write.
-func (c *Conn) Write(p []byte) (int, error) {
-	if c.raw {
-		return c.io.Write(p)
-	}
-	return c.Conn.Write(p)
 }
 
 // move moves the connection's count from its current state to s, unless it
@@ -227,7 +209,7 @@ func (c *Conn) Close() error {
 // underlying connection supports it (TCP does), so that a proxied upgraded
 // connection can half-close as httputil.ReverseProxy expects.
 func (c *Conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.Conn.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil

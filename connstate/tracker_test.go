@@ -172,7 +172,7 @@ func TestAcceptedConnectionsUseRawIO(t *testing.T) {
 			c, err := tl.Accept()
 			require.NoError(t, err)
 			defer c.Close()
-			assert.True(t, c.(*Conn).raw)
+			assert.True(t, c.(*Conn).Raw())
 			buf := make([]byte, 4)
 			_, err = io.ReadFull(c, buf)
 			require.NoError(t, err)

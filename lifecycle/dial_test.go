@@ -53,7 +53,7 @@ func TestDialTrackedUsesRawIOAndCountsOnlySupervised(t *testing.T) {
 			require.NoError(t, err)
 			tr, ok := c.(*trackedConn)
 			require.True(t, ok, "wrapped")
-			assert.True(t, tr.raw, "raw socket I/O")
+			assert.True(t, tr.Raw(), "raw socket I/O")
 			want := int64(0)
 			if tc.counted {
 				want = 1

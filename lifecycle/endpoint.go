@@ -106,8 +106,8 @@ func (w *Worker) DialTracked(ctx context.Context, d *net.Dialer) (net.Conn, *End
 	if err != nil {
 		return c, ep, err
 	}
-	tc := &trackedConn{Conn: c}
-	tc.raw = tc.io.Init(c)
+	tc := &trackedConn{}
+	tc.Init(c)
 	if ep.Generation > 0 {
 		tc.ep = ep
 		ep.conns.Add(1)
@@ -116,28 +116,11 @@ func (w *Worker) DialTracked(ctx context.Context, d *net.Dialer) (net.Conn, *End
 }
 
 // trackedConn counts itself out of its endpoint's OpenConns (when ep is
-// set) once, at the first Close, and reads and writes through io when raw
-// is set.
+// set) once, at the first Close; sockio.Conn gives it raw I/O.
 type trackedConn struct {
-	net.Conn
+	sockio.Conn
 	ep     *Endpoint
 	closed atomic.Bool
-	raw    bool
-	io     sockio.IO
-}
-
-func (c *trackedConn) Read(p []byte) (int, error) {
-	if c.raw {
-		return c.io.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *trackedConn) Write(p []byte) (int, error) {
-	if c.raw {
-		return c.io.Write(p)
-	}
-	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {
@@ -150,7 +133,7 @@ func (c *trackedConn) Close() error {
 // SyscallConn returns the wrapped connection's raw connection, so that a
 // liveness peek (MSG_PEEK) still reaches the socket.
 func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
+	if sc, ok := c.Conn.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()
 	}
 	return nil, errors.New("connection has no raw file descriptor")

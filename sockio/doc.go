@@ -15,8 +15,10 @@
 // goodput, and sysmon woke 2,200 times a second (170 without it). Go's own
 // poller makes the same choice for epoll_wait (a raw call).
 //
-// IO is embedded by the connection wrappers on the request path:
-// connstate.Conn (clients) and the proxy's worker connections
-// (lifecycle.Worker.DialTracked). Anything else (TLS, a pipe, another OS)
-// keeps its own Read and Write: Init reports false.
+// Conn (IO with the fallback) is embedded by the connection wrappers on the
+// request path: connstate.Conn (clients) and the proxy's worker
+// connections (lifecycle.Worker.DialTracked). Anything else (a pipe, a
+// datagram socket, another OS) keeps its own Read and Write: IO.Init
+// reports false. TLS on the public listener wraps connstate.Conn, so it
+// reads and writes through it too.
 package sockio

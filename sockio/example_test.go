@@ -10,21 +10,9 @@ import (
 	"github.com/obsproxy/obsproxy/sockio"
 )
 
-// conn embeds sockio.IO the way connstate.Conn does: raw I/O when Init
+// A connection wrapper (connstate.Conn, the proxy's worker connections)
+// embeds sockio.Conn by value and calls Init once: raw I/O where the socket
 // allows it, the connection's own methods otherwise.
-type conn struct {
-	net.Conn
-	raw bool
-	io  sockio.IO
-}
-
-func (c *conn) Read(p []byte) (int, error) {
-	if c.raw {
-		return c.io.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
 func Example() {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
@@ -34,10 +22,10 @@ func Example() {
 		s.Close()
 	}()
 	nc, _ := net.Dial("tcp", ln.Addr().String())
-	c := &conn{Conn: nc}
-	c.raw = c.io.Init(nc)
+	var c sockio.Conn
+	c.Init(nc)
 	defer c.Close()
-	b, err := io.ReadAll(c)
-	fmt.Println(c.raw, string(b), err)
+	b, err := io.ReadAll(&c)
+	fmt.Println(c.Raw(), string(b), err)
 	// Output: true hello <nil>
 }
