@@ -126,10 +126,12 @@ type waiter struct {
 	tried      []uint64 // workers not to use (read only while queued)
 	http1Only  bool
 	since      time.Time
+	deadline   time.Time // since + the queue timeout: past it, no slot is handed over
 	queued     bool
 	prev, next *waiter
-	// ready receives the worker whose slot was handed to this waiter; it
-	// has room for one, so the hand-off never blocks.
+	// ready receives the worker whose slot was handed to this waiter, or
+	// nil when the line passed it over because its deadline had passed (its
+	// timer had not fired yet); it has room for one, so neither blocks.
 	ready chan *lifecycle.Worker
 }
 
@@ -184,7 +186,8 @@ func (q *Queue) room(w *lifecycle.Worker) bool { return q.slots[w.Index].n.Load(
 // take it (every candidate was tried), so it does not wait.
 //
 // A slot handed over in the same instant as the timeout fires is used, not
-// lost: the request is admitted. tried must not change until Acquire
+// lost: the request is admitted. No slot is handed to a request that has
+// waited longer than Config.Timeout, even if its timer is late. tried must not change until Acquire
 // returns.
 func (q *Queue) Acquire(ctx context.Context, tried []uint64, http1Only bool) (*lifecycle.Worker, Outcome) {
 	if q.waiting.Load() == 0 {
@@ -231,7 +234,8 @@ func (q *Queue) candidate(tried []uint64, http1Only bool) bool {
 
 // await puts the request at the end of the line and waits for a slot.
 func (q *Queue) await(ctx context.Context, tried []uint64, http1Only bool) (*lifecycle.Worker, Outcome) {
-	wt := &waiter{tried: tried, http1Only: http1Only, since: time.Now(), ready: make(chan *lifecycle.Worker, 1)}
+	now := time.Now()
+	wt := &waiter{tried: tried, http1Only: http1Only, since: now, deadline: now.Add(q.timeout), ready: make(chan *lifecycle.Worker, 1)}
 	q.mu.Lock()
 	if q.waiting.Load() >= int64(q.size) {
 		q.mu.Unlock()
@@ -252,6 +256,10 @@ func (q *Queue) await(ctx context.Context, tried []uint64, http1Only bool) (*lif
 	var out Outcome
 	select {
 	case w := <-wt.ready:
+		if w == nil { // passed over: it had waited out the timeout
+			q.rejected[TimedOut-1].Add(1)
+			return nil, TimedOut
+		}
 		q.wait.Observe(time.Since(wt.since).Seconds())
 		return w, Admitted
 	case <-timer.C:
@@ -269,8 +277,15 @@ func (q *Queue) await(ctx context.Context, tried []uint64, http1Only bool) (*lif
 		return nil, out
 	}
 	q.mu.Unlock()
-	// A slot was handed over as the wait ended: it is in the channel.
+	// The line dealt with it as the wait ended: a slot handed over, or
+	// nil (passed over, deadline gone), is in the channel.
 	w := <-wt.ready
+	if w == nil {
+		if out == TimedOut {
+			q.rejected[TimedOut-1].Add(1)
+		}
+		return nil, out
+	}
 	if out == Canceled {
 		// Nobody will use it: on to the next in line.
 		q.Release(w)
@@ -308,11 +323,18 @@ func (q *Queue) dispatch() {
 // dispatchLocked hands free slots to the line in order. A waiter that
 // cannot use any free slot (its tried set excludes them) stays and lets
 // those behind it go; an unrestricted waiter that finds none means there is
-// none, and dispatch stops.
+// none, and dispatch stops. A waiter whose deadline has passed gets no
+// slot, even when its timer has not fired yet (timers run late on a busy
+// CPU): it leaves the line as timed out, so that no request is admitted
+// after waiting longer than the queue timeout (spec section 10).
 func (q *Queue) dispatchLocked() {
+	now := time.Now()
 	for wt := q.head; wt != nil; {
 		next := wt.next
-		if w := q.take(wt.tried, wt.http1Only); w != nil {
+		if !now.Before(wt.deadline) {
+			q.remove(wt)
+			wt.ready <- nil
+		} else if w := q.take(wt.tried, wt.http1Only); w != nil {
 			q.remove(wt)
 			wt.ready <- w
 		} else if !wt.http1Only && !anySet(wt.tried) {

@@ -448,3 +448,42 @@ func TestOldestWait(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// A request that has waited longer than the queue timeout gets no slot,
+// even when its timer has not fired yet (timers run late on a busy CPU):
+// under sustained overload a late timer used to let 15 % of the admitted
+// requests wait more than the timeout. Here the waiter's timer fires while
+// the test holds the queue's lock, and a slot frees after the deadline,
+// before the waiter can leave the line.
+func TestNoSlotAfterTheDeadline(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	q := newQueue(t, newPool(t, 1), 1, 10, timeout)
+	holder, out := q.Acquire(context.Background(), nil, false)
+	require.Equal(t, Admitted, out)
+	results := make(chan result, 1)
+	enqueue(t, q, context.Background(), 1, 1, results)
+
+	q.mu.Lock()
+	time.Sleep(2 * timeout) // the deadline passes; the waiter's timer fires and it waits for the lock
+	q.slots[holder.Index].n.Add(-1)
+	q.dispatchLocked() // what Release does, the line still holding the waiter
+	q.mu.Unlock()
+
+	r := <-results
+	assert.Equal(t, TimedOut, r.out, "no slot for a request past its deadline")
+	assert.Nil(t, r.w)
+	assert.EqualValues(t, 0, q.InUse(0), "the slot stays free")
+	assert.EqualValues(t, 0, q.Depth())
+	_, timedOut := q.Rejected()
+	assert.EqualValues(t, 1, timedOut)
+
+	// A request within its deadline is still handed a freed slot.
+	holder, out = q.Acquire(context.Background(), nil, false)
+	require.Equal(t, Admitted, out)
+	enqueue(t, q, context.Background(), 2, 1, results)
+	q.Release(holder)
+	r = <-results
+	require.Equal(t, Admitted, r.out)
+	q.Release(r.w)
+	assert.EqualValues(t, 0, q.InUse(0))
+}
