@@ -20,9 +20,13 @@ import (
 // obsproxy without a cap, obsproxy with a cap and its queue, HAProxy with
 // the same per-server maxconn and timeout queue, and nginx (no queue in
 // nginx OSS). Every target, and the capacity measurement, gets three fresh
-// workers. Settings: OVERLOAD_DURATION (30s), OVERLOAD_FACTOR (2),
-// OVERLOAD_RATE (unset: measured), OVERLOAD_CAP (2), OVERLOAD_QUEUE_TIMEOUT
-// (1s), OVERLOAD_BURN_MS (5).
+// workers. The two targets with a queue run OVERLOAD_ROUNDS (2) times in
+// alternating order (obsproxy first in odd rounds, HAProxy first in even
+// ones), so that neither always has the first or the later turn; the table
+// gives their medians and the per-round ratio. Settings: OVERLOAD_DURATION
+// (30s), OVERLOAD_FACTOR (2), OVERLOAD_RATE (unset: measured), OVERLOAD_CAP
+// (2), OVERLOAD_QUEUE_TIMEOUT (1s), OVERLOAD_BURN_MS (5), OVERLOAD_ROUNDS
+// (2).
 
 // openResult is one benchclient open run.
 type openResult struct {
@@ -137,11 +141,15 @@ func (b *bench) overloadPhase() error {
 	}
 	type row struct {
 		label string
-		r     openResult
+		runs  []openResult // one per round
 		err   error
 		note  string
 	}
-	var rows []row
+	rows := make([]row, len(peers))
+	for i, pe := range peers {
+		rows[i].label = pe.label
+	}
+	rounds := max(1, envInt("OVERLOAD_ROUNDS", 2))
 	capacity := 0.0
 	// start runs pe on three fresh workers and waits until it serves;
 	// stop ends both.
@@ -194,11 +202,26 @@ func (b *bench) overloadPhase() error {
 		rate = factor * capacity
 		b.logf("overload: capacity %.0f req/s (closed loop, c=6, p50 %.1f ms); offering %.0f req/s", capacity, r.p50/1000, rate)
 	}
-	for _, pe := range peers {
+	// The order of turns: the two queued targets alternate over the
+	// rounds; the unlimited ones (which leave a backlog) run once, last.
+	var order []int
+	for r := range rounds {
+		if r%2 == 0 {
+			order = append(order, 0, 1)
+		} else {
+			order = append(order, 1, 0)
+		}
+	}
+	order = append(order, 2, 3)
+	for _, i := range order {
+		pe, rw := peers[i], &rows[i]
+		if rw.err != nil {
+			continue
+		}
 		base, p, stop, err := start(pe)
 		if err != nil {
 			b.logf("overload: leaving out %s: %v", pe.name, err)
-			rows = append(rows, row{label: pe.label, err: err})
+			rw.err = err
 			continue
 		}
 		la := loadavg()
@@ -211,17 +234,20 @@ func (b *bench) overloadPhase() error {
 		stop()
 		if err != nil {
 			b.logf("overload %s: %v", pe.name, err)
-			rows = append(rows, row{label: pe.label, err: err})
+			rw.err = err
 			continue
 		}
 		b.logf("overload %-40s goodput %6.1f/s p50 %8.1f ms p99 %8.1f ms 503 %5.1f%% errors %d (load %s) %s",
 			pe.label, r.goodput, r.p50/1000, r.p99/1000, 100*r.share503, r.errors, la, note)
-		rows = append(rows, row{label: pe.label, r: r, note: note})
+		rw.runs = append(rw.runs, r)
+		if note != "" {
+			rw.note = note // the last round's
+		}
 	}
 
 	b.printf("\n### Overload: 3 uvicorn workers of GET %s (about %d ms of CPU each), open-loop arrivals at %.0f req/s (%.1f× the measured capacity of %.0f req/s) for %s\n\n",
 		path, burn, rate, factor, capacity, duration)
-	b.printf("benchclient open: constant arrival rate, latency from each request's scheduled start, 30 s client timeout. Goodput is 2xx per second from the first arrival to the last answer. One run; ratios are within it.\n\n")
+	b.printf("benchclient open: constant arrival rate, latency from each request's scheduled start, 30 s client timeout. Goodput is 2xx per second from the first arrival to the last answer. The two targets with a queue ran %d times each, in alternating order; their figures are medians over those runs, and goodput ÷ HAProxy is the median of the ratios of runs in the same round. The targets without a limit ran once, last. Ratios are within this run.\n\n", rounds)
 	var ref, capRow *row
 	for i := range rows {
 		switch {
@@ -231,28 +257,67 @@ func (b *bench) overloadPhase() error {
 			capRow = &rows[i]
 		}
 	}
+	// med is the median of f over a row's runs.
+	med := func(rw *row, f func(openResult) float64) float64 {
+		var v []float64
+		for _, r := range rw.runs {
+			v = append(v, f(r))
+		}
+		return median(v)
+	}
+	goodput := func(r openResult) float64 { return r.goodput }
+	p99 := func(r openResult) float64 { return r.p99 }
+	ok := func(rw *row) bool { return rw != nil && rw.err == nil && len(rw.runs) > 0 }
 	tw := tabwriter.NewWriter(&b.out, 0, 0, 2, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| proxy\t goodput 2xx/s\t p50 ms (2xx)\t p99 ms (2xx)\t 503 share\t errors (timeouts)\t goodput ÷ HAProxy\t p99 ÷ obsproxy capped\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
-	for _, r := range rows {
-		if r.err != nil {
-			fmt.Fprintf(tw, "| %s\t %s\t\t\t\t\t\t\t\n", r.label, firstLine(r.err.Error()))
+	fmt.Fprintln(tw, "| proxy\t runs\t goodput 2xx/s\t p50 ms (2xx)\t p99 ms (2xx)\t 503 share\t errors (timeouts)\t goodput ÷ HAProxy\t p99 ÷ obsproxy capped\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	for i := range rows {
+		rw := &rows[i]
+		if !ok(rw) {
+			msg := "no run"
+			if rw.err != nil {
+				msg = firstLine(rw.err.Error())
+			}
+			fmt.Fprintf(tw, "| %s\t\t %s\t\t\t\t\t\t\t\n", rw.label, msg)
 			continue
 		}
 		g, p := "–", "–"
-		if ref != nil && ref.err == nil && ref.r.goodput > 0 {
-			g = fmt.Sprintf("%.2f×", r.r.goodput/ref.r.goodput)
+		if ok(ref) {
+			if rw == capRow && len(ref.runs) == len(rw.runs) {
+				var ratios []float64
+				for j := range rw.runs {
+					ratios = append(ratios, rw.runs[j].goodput/ref.runs[j].goodput)
+				}
+				g = fmt.Sprintf("%.2f×", median(ratios))
+			} else if ref := med(ref, goodput); ref > 0 {
+				g = fmt.Sprintf("%.2f×", med(rw, goodput)/ref)
+			}
 		}
-		if capRow != nil && capRow.err == nil && capRow.r.p99 > 0 {
-			p = fmt.Sprintf("%.1f×", r.r.p99/capRow.r.p99)
+		if ok(capRow) {
+			if c := med(capRow, p99); c > 0 {
+				p = fmt.Sprintf("%.1f×", med(rw, p99)/c)
+			}
 		}
-		fmt.Fprintf(tw, "| %s\t %.1f\t %.1f\t %.1f\t %.1f%%\t %d\t %s\t %s\t\n", r.label, r.r.goodput, r.r.p50/1000, r.r.p99/1000,
-			100*r.r.share503, r.r.errors, g, p)
+		errs := int64(0)
+		for _, r := range rw.runs {
+			errs += r.errors
+		}
+		fmt.Fprintf(tw, "| %s\t %d\t %.1f\t %.1f\t %.1f\t %.1f%%\t %d\t %s\t %s\t\n", rw.label, len(rw.runs), med(rw, goodput),
+			med(rw, func(r openResult) float64 { return r.p50 })/1000, med(rw, p99)/1000,
+			100*med(rw, func(r openResult) float64 { return r.share503 }), errs, g, p)
 	}
 	tw.Flush()
 	fixTable(&b.out)
+	if ok(capRow) && ok(ref) && len(capRow.runs) > 1 {
+		b.printf("\nPer round, obsproxy capped ÷ HAProxy:")
+		for j := range min(len(capRow.runs), len(ref.runs)) {
+			c, h := capRow.runs[j], ref.runs[j]
+			b.printf(" round %d goodput %.1f / %.1f = %.2f×, p99 %.1f / %.1f ms;", j+1, c.goodput, h.goodput, c.goodput/h.goodput, c.p99/1000, h.p99/1000)
+		}
+		b.printf("\n")
+	}
 	if capRow != nil && capRow.note != "" {
-		b.printf("\nobsproxy capped, its own count: %s\n", capRow.note)
+		b.printf("\nobsproxy capped, its own count (its last run): %s\n", capRow.note)
 	}
 	return nil
 }
