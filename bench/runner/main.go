@@ -677,6 +677,18 @@ func (b *bench) startSupervisedObsproxy(name string, port int) (*proc, error) {
 }
 
 func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, error) {
+	return b.startNginxWith(name, port, upstreams, nginxOptions{})
+}
+
+// nginxOptions are what differs between the phases' nginx configurations.
+type nginxOptions struct {
+	tls *tlsFiles // terminate TLS with these files (HTTP/2 and HTTP/1.1 by ALPN); nil: plain HTTP/1.1
+}
+
+// startNginxWith writes the one nginx configuration of the benchmark (one
+// worker process, keep-alive to the upstreams, the X-Forwarded-* headers
+// obsproxy sets) with o's variations, and starts nginx on it.
+func (b *bench) startNginxWith(name string, port int, upstreams []string, o nginxOptions) (*proc, error) {
 	dir := filepath.Join(b.s.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -688,6 +700,12 @@ func (b *bench) startNginx(name string, port int, upstreams []string) (*proc, er
 	var servers strings.Builder
 	for _, u := range upstreams {
 		fmt.Fprintf(&servers, "    server %s;\n", u)
+	}
+	listen, httpExtra := fmt.Sprintf("listen 127.0.0.1:%d;", port), ""
+	if o.tls != nil {
+		listen = fmt.Sprintf("listen 127.0.0.1:%d ssl http2;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;",
+			port, o.tls.cert, o.tls.key)
+		httpExtra = "  http2_max_requests 1000000;\n"
 	}
 	nofile := min(b.s.nofile, 65536)
 	conf := fmt.Sprintf(`# written by bench/runner
@@ -708,13 +726,13 @@ http {
   scgi_temp_path %[2]s/scgi;
   keepalive_requests 1000000;
   keepalive_timeout 120s;
-  upstream workers {
+%[7]s  upstream workers {
 %[5]s    keepalive 256;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
   }
   server {
-    listen 127.0.0.1:%[6]d;
+    %[6]s
     location / {
       proxy_pass http://workers;
       proxy_http_version 1.1;
@@ -726,7 +744,7 @@ http {
     }
   }
 }
-`, user, dir, nofile, nofile/2, servers.String(), port)
+`, user, dir, nofile, nofile/2, servers.String(), listen, httpExtra)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err

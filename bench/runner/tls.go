@@ -124,7 +124,9 @@ func (b *bench) tlsPhase() error {
 			return b.startObsproxy("tls-obsproxy", port, "w1=http://"+upstream, "least_inflight",
 				"OBSPROXY_TLS_CERT_FILE="+files.cert, "OBSPROXY_TLS_KEY_FILE="+files.key)
 		}},
-		{"nginx", func(port int) (*proc, error) { return b.startNginxTLS("tls-nginx", port, upstream, files) }},
+		{"nginx", func(port int) (*proc, error) {
+			return b.startNginxWith("tls-nginx", port, []string{upstream}, nginxOptions{tls: &files})
+		}},
 		{"haproxy", func(port int) (*proc, error) { return b.startHAProxyTLS("tls-haproxy", port, upstream, files) }},
 		{"caddy", func(port int) (*proc, error) { return b.startCaddyTLS("tls-caddy", port, upstream, files) }},
 	}
@@ -302,65 +304,6 @@ func (b *bench) h2load(url string, conns, streams int, d time.Duration) (result,
 		res.non2xx = failed
 	}
 	return res, nil
-}
-
-func (b *bench) startNginxTLS(name string, port int, upstream string, f tlsFiles) (*proc, error) {
-	dir := filepath.Join(b.s.tmp, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;"
-	}
-	nofile := min(b.s.nofile, 65536)
-	conf := fmt.Sprintf(`# written by bench/runner (TLS phase)
-%s
-worker_processes 1;
-daemon off;
-master_process on;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-worker_rlimit_nofile %[3]d;
-events { worker_connections %[4]d; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/body;
-  proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fastcgi;
-  uwsgi_temp_path %[2]s/uwsgi;
-  scgi_temp_path %[2]s/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  http2_max_requests 1000000;
-  upstream workers {
-    server %[5]s;
-    keepalive 256;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-  }
-  server {
-    listen 127.0.0.1:%[6]d ssl http2;
-    ssl_certificate %[7]s;
-    ssl_certificate_key %[8]s;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      proxy_pass http://workers;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-Proto $scheme;
-    }
-  }
-}
-`, user, dir, nofile, nofile/2, upstream, port, f.cert, f.key)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return start(b.s.tmp, name, b.s.serverCPU, nil, "nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
 }
 
 func (b *bench) startHAProxyTLS(name string, port int, upstream string, f tlsFiles) (*proc, error) {
