@@ -187,8 +187,8 @@ func (q *Queue) room(w *lifecycle.Worker) bool { return q.slots[w.Index].n.Load(
 //
 // A slot handed over in the same instant as the timeout fires is used, not
 // lost: the request is admitted. No slot is handed to a request that has
-// waited longer than Config.Timeout, even if its timer is late. tried must not change until Acquire
-// returns.
+// waited longer than Config.Timeout, even if its timer is late. tried must
+// not change until Acquire returns.
 func (q *Queue) Acquire(ctx context.Context, tried []uint64, http1Only bool) (*lifecycle.Worker, Outcome) {
 	if q.waiting.Load() == 0 {
 		// Nobody waits: a free slot now is this request's (FIFO holds,

@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/obsproxy/obsproxy/sockio"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/obsproxy/obsproxy/internal/closeset"
+	"github.com/obsproxy/obsproxy/sockio"
 )
 
 // The states a connection is counted in. They are the values of the `state`
