@@ -60,6 +60,13 @@ func newFixture(t *testing.T, cfg Config, workers ...lifecycle.WorkerConfig) *fi
 	pool, err := lifecycle.NewPool(lifecycle.Config{Workers: workers, InitialState: lifecycle.StateUp, Policy: cfg.Pool.Policy()})
 	require.NoError(t, err)
 	cfg.Pool = pool
+	return fixtureFor(t, cfg)
+}
+
+// fixtureFor serves a Handler over cfg (its Pool set by the caller, such as
+// a supervised pool) on an httptest server, its metrics on a registry.
+func fixtureFor(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -67,13 +65,8 @@ func TestOnlyTheKilledProcessesRequestsAreNotRetried(t *testing.T) {
 			ws[0].SetEndpoint("tcp", deadAddress(t), 100, now)              // generation 1: the replaced process
 			ws[0].SetEndpoint("tcp", w1.Listener.Addr().String(), 101, now) // generation 2: its replacement
 			ws[1].SetEndpoint("tcp", w2.Listener.Addr().String(), 200, now)
-			h, err := New(Config{Pool: pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			require.NoError(t, err)
-			reg := prometheus.NewPedanticRegistry()
-			reg.MustRegister(h)
-			srv := httptest.NewServer(h)
-			t.Cleanup(srv.Close)
-			f := &fixture{h: h, reg: reg, srv: srv}
+			f := fixtureFor(t, Config{Pool: pool})
+			srv := f.srv
 
 			// Ties go round-robin: after an answer from w2, the next
 			// request goes to w1.
